@@ -1,0 +1,15 @@
+//! dpp-guard-core: everything dpp-guard decides, with no proxy-wasm types.
+//!
+//! The data flow is the one the filter follows for every request:
+//! request facts in ([`RequestFacts`]) -> policy decision ([`Policy::decide_request`])
+//! -> rewrite (response headers, later bodies) -> log ([`SecurityEvent`]).
+//! Everything here is tested natively; the plugin crate only moves bytes
+//! between Envoy and these functions.
+
+pub mod decision;
+pub mod events;
+pub mod policy;
+
+pub use decision::{LocalReply, RequestDecision, RequestFacts, ResponseHeaderEdits};
+pub use events::{EventKind, SecurityEvent, Severity};
+pub use policy::{Policy, PolicyError};

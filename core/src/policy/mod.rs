@@ -1,0 +1,94 @@
+//! The policy: a versioned JSON document that is the plugin configuration.
+//!
+//! Parsing is two-step: `doc` holds the wire shape (serde, unknown fields
+//! refused), and this module compiles it into a [`Policy`] whose values are
+//! checked and ready to use (regexes compiled, methods normalised). Every
+//! error names the field by its path in the document, because the operator
+//! only sees one log line when the plugin refuses to start.
+//!
+//! New sections (encryption, transport, logging) add a field to
+//! [`doc::PolicyDoc`] and a compiled counterpart here; the route matcher
+//! does not change.
+
+mod doc;
+mod route;
+
+use std::fmt;
+
+pub use route::{HostMatch, MethodSet, PathMatch, Route, RouteMatch};
+
+/// The only policy version this build understands.
+pub const POLICY_VERSION: u64 = 1;
+
+/// A field of the policy that is wrong, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    /// Path of the offending field, e.g. `routes[0].match.path.regex`;
+    /// `.` for the document itself.
+    pub field: String,
+    pub problem: String,
+}
+
+impl PolicyError {
+    pub(crate) fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid policy: field `{}`: {}",
+            self.field, self.problem
+        )
+    }
+}
+
+impl std::error::Error for PolicyError {}
+
+/// A checked, compiled policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub routes: Vec<Route>,
+}
+
+impl Policy {
+    /// Parses and validates a policy document.
+    pub fn from_json(bytes: &[u8]) -> Result<Policy, PolicyError> {
+        let doc = doc::parse(bytes)?;
+        if doc.version != POLICY_VERSION {
+            return Err(PolicyError::new(
+                "version",
+                format!(
+                    "unsupported version {}; this build understands version {POLICY_VERSION}",
+                    doc.version
+                ),
+            ));
+        }
+        let mut routes = Vec::with_capacity(doc.routes.len());
+        let mut names = std::collections::BTreeSet::new();
+        for (i, r) in doc.routes.into_iter().enumerate() {
+            let at = format!("routes[{i}]");
+            if !names.insert(r.name.clone()) {
+                return Err(PolicyError::new(
+                    format!("{at}.name"),
+                    format!("duplicate route name {:?}", r.name),
+                ));
+            }
+            routes.push(Route::compile(r, &at)?);
+        }
+        Ok(Policy { routes })
+    }
+
+    /// The first route whose match accepts the request, in policy order.
+    pub fn match_route(&self, facts: &crate::RequestFacts<'_>) -> Option<&Route> {
+        self.routes.iter().find(|r| r.matcher.matches(facts))
+    }
+}
+
+#[cfg(test)]
+mod tests;

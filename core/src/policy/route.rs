@@ -1,0 +1,205 @@
+//! Routes and how a request is matched to one.
+
+use regex_lite::Regex;
+
+use super::doc::{MatchDoc, PathDoc, RouteDoc};
+use super::PolicyError;
+use crate::RequestFacts;
+
+/// A policy route: which requests it covers and the controls it applies.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub matcher: RouteMatch,
+    /// Operator kill switch: every matching request gets a local 503.
+    pub kill_switch: bool,
+    /// Responses get `Cache-Control: no-store` and `Pragma: no-cache`.
+    pub no_store: bool,
+}
+
+/// All conditions must hold; an absent condition matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct RouteMatch {
+    pub host: Option<HostMatch>,
+    pub path: Option<PathMatch>,
+    pub methods: Option<MethodSet>,
+    pub route_name: Option<String>,
+}
+
+/// A host name, or `*.suffix` for any subdomain. Compared case-insensitively
+/// and without the port, as Envoy's virtual host matching does.
+#[derive(Debug, Clone)]
+pub enum HostMatch {
+    Exact(String),
+    Suffix(String),
+}
+
+#[derive(Debug, Clone)]
+pub enum PathMatch {
+    Prefix(String),
+    Exact(String),
+    /// Must match the whole path (query string excluded), like Envoy's `safe_regex`.
+    Regex(Regex),
+}
+
+#[derive(Debug, Clone)]
+pub struct MethodSet(Vec<String>);
+
+impl Route {
+    pub(super) fn compile(doc: RouteDoc, at: &str) -> Result<Route, PolicyError> {
+        if doc.name.trim().is_empty() {
+            return Err(PolicyError::new(format!("{at}.name"), "must not be empty"));
+        }
+        Ok(Route {
+            name: doc.name,
+            matcher: RouteMatch::compile(doc.matcher, &format!("{at}.match"))?,
+            kill_switch: doc.kill_switch,
+            no_store: doc.no_store,
+        })
+    }
+}
+
+impl RouteMatch {
+    fn compile(doc: MatchDoc, at: &str) -> Result<RouteMatch, PolicyError> {
+        let host = doc
+            .host
+            .map(|h| HostMatch::compile(&h, &format!("{at}.host")))
+            .transpose()?;
+        let path = doc
+            .path
+            .map(|p| PathMatch::compile(p, &format!("{at}.path")))
+            .transpose()?;
+        let methods = doc
+            .methods
+            .map(|m| MethodSet::compile(m, &format!("{at}.methods")))
+            .transpose()?;
+        if let Some(name) = &doc.route_name {
+            if name.is_empty() {
+                return Err(PolicyError::new(
+                    format!("{at}.route_name"),
+                    "must not be empty",
+                ));
+            }
+        }
+        Ok(RouteMatch {
+            host,
+            path,
+            methods,
+            route_name: doc.route_name,
+        })
+    }
+
+    pub fn matches(&self, facts: &RequestFacts<'_>) -> bool {
+        self.host.as_ref().is_none_or(|h| h.matches(facts.host))
+            && self
+                .path
+                .as_ref()
+                .is_none_or(|p| p.matches(facts.path_without_query()))
+            && self
+                .methods
+                .as_ref()
+                .is_none_or(|m| m.contains(facts.method))
+            && self
+                .route_name
+                .as_deref()
+                .is_none_or(|n| facts.route_name == Some(n))
+    }
+}
+
+impl HostMatch {
+    fn compile(host: &str, at: &str) -> Result<HostMatch, PolicyError> {
+        let host = host.to_ascii_lowercase();
+        let valid = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        };
+        if let Some(suffix) = host.strip_prefix("*.") {
+            if valid(suffix) {
+                return Ok(HostMatch::Suffix(format!(".{suffix}")));
+            }
+        } else if valid(&host) {
+            return Ok(HostMatch::Exact(host));
+        }
+        Err(PolicyError::new(
+            at,
+            format!("{host:?} is not a host name or `*.domain` wildcard"),
+        ))
+    }
+
+    fn matches(&self, authority: &str) -> bool {
+        let host = strip_port(authority);
+        match self {
+            HostMatch::Exact(h) => host.eq_ignore_ascii_case(h),
+            HostMatch::Suffix(s) => {
+                host.len() > s.len() && host[host.len() - s.len()..].eq_ignore_ascii_case(s)
+            }
+        }
+    }
+}
+
+fn strip_port(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        // IPv6 literal: "[::1]:8080"
+        return authority
+            .split_once(']')
+            .map_or(authority, |(h, _)| &authority[..h.len() + 1]);
+    }
+    authority
+        .rsplit_once(':')
+        .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(authority, |(h, _)| h)
+}
+
+impl PathMatch {
+    fn compile(doc: PathDoc, at: &str) -> Result<PathMatch, PolicyError> {
+        match doc {
+            PathDoc::Prefix(p) | PathDoc::Exact(p) if !p.starts_with('/') => {
+                Err(PolicyError::new(at, format!("{p:?} must start with '/'")))
+            }
+            PathDoc::Prefix(p) => Ok(PathMatch::Prefix(p)),
+            PathDoc::Exact(p) => Ok(PathMatch::Exact(p)),
+            PathDoc::Regex(r) => {
+                // Anchor so the regex must match the whole path, as Envoy's
+                // safe_regex route matcher does.
+                Regex::new(&format!("^(?:{r})$"))
+                    .map(PathMatch::Regex)
+                    .map_err(|e| PolicyError::new(format!("{at}.regex"), format!("bad regex: {e}")))
+            }
+        }
+    }
+
+    fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Prefix(p) => path.starts_with(p.as_str()),
+            PathMatch::Exact(p) => path == p,
+            PathMatch::Regex(r) => r.is_match(path),
+        }
+    }
+}
+
+impl MethodSet {
+    fn compile(methods: Vec<String>, at: &str) -> Result<MethodSet, PolicyError> {
+        if methods.is_empty() {
+            return Err(PolicyError::new(
+                at,
+                "must list at least one method (omit the field to match any)",
+            ));
+        }
+        let mut out = Vec::with_capacity(methods.len());
+        for (i, m) in methods.into_iter().enumerate() {
+            if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
+                return Err(PolicyError::new(
+                    format!("{at}[{i}]"),
+                    format!("{m:?} is not an HTTP method"),
+                ));
+            }
+            out.push(m.to_ascii_uppercase());
+        }
+        Ok(MethodSet(out))
+    }
+
+    pub fn contains(&self, method: &str) -> bool {
+        self.0.iter().any(|m| m == method)
+    }
+}

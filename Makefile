@@ -29,7 +29,7 @@ envoy: venv
 	@$(ENVOY) --version | head -1
 
 ## test: native unit tests, then end-to-end tests against a real Envoy
-test: test-unit test-e2e
+test: test-unit test-e2e bench-smoke
 
 test-unit:
 	$(CARGO) test --workspace --exclude dpp-guard
@@ -55,3 +55,25 @@ lint:
 clean:
 	$(CARGO) clean
 	rm -rf $(VENV)
+
+## bench: Envoy under wrk beside Envoy alone and reference filters, plus in-VM
+## microbenchmarks and VM memory -> target/bench/ (docs/performance.md)
+## bench-smoke: the same, a few seconds per configuration -> target/bench-smoke/ (part of `make test`)
+BENCH_FILTERS := bench-null-filter bench-naive-json-filter bench-naive-crypto-filter
+.PHONY: bench bench-smoke bench-setup bench-build
+bench-setup: venv $(VENV)/.bench-installed
+	@command -v wrk >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk; }
+$(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	touch $@
+
+# The reference filters build in their own cargo invocation so that feature
+# unification cannot change the dpp_guard.wasm that `make build` ships.
+bench-build: build
+	$(CARGO) build --target $(WASM_TARGET) --release $(addprefix -p ,$(BENCH_FILTERS))
+
+bench: bench-setup bench-build
+	$(PY) bench/run.py
+
+bench-smoke: bench-setup bench-build
+	$(PY) bench/run.py --smoke

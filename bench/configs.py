@@ -1,0 +1,138 @@
+"""The benchmark table: one entry per configuration.
+
+Adding a configuration is one `Config(...)` entry in `CONFIGS`: how the Envoy
+under test is set up (`filters`, `upstream_filters`, `tls_upstream`,
+`access_log`), what request wrk sends (`path`, `body`), and how the runner
+checks, before measuring, that the configuration really does its job
+(`check`, given what the recording upstream received). A configuration
+whose check fails is not measured: no number is better than a wrong one.
+"""
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import envoy as E
+import orders
+
+# Request paths. The dpp-guard policy protects /orders/; the unprotected
+# configuration sends the same body to a path no policy route covers.
+ORDERS_PATH = "/orders/v0/orders/902-3159896-1390916"
+UNPROTECTED_PATH = "/catalog/2022-04-01/items"
+
+# The naive encryptor selects the same fields as dpp-guard's preset, so (d)
+# and (f) do the same amount of cryptography.
+NAIVE_FIELDS = ["payload." + f for f in orders.ORDER_PII_FIELDS]
+
+
+@dataclass
+class Config:
+    key: str
+    label: str
+    # ctx -> list of http_filters entries placed before the router
+    filters: Callable = lambda ctx: []
+    # ctx -> list of router upstream_http_filters (upstream_codec is appended)
+    upstream_filters: Optional[Callable] = None
+    tls_upstream: bool = False
+    path: str = ORDERS_PATH
+    # ctx -> bytes of the request body
+    body: Callable = lambda ctx: ctx.order_body
+    # ctx -> access_log list for the HTTP connection manager
+    access_log: Optional[Callable] = None
+    # (ctx, sent_body, recorded) -> None, raises AssertionError when the
+    # configuration does not do what its label says. `recorded` is None when
+    # the recorder got nothing (e.g. the request was refused).
+    check: Optional[Callable] = None
+    # wire a check that needs the real (TLS) upstream instead of the recorder
+    check_live: Optional[Callable] = None
+    env: dict = field(default_factory=dict)
+
+
+def _null(ctx):
+    return [E.wasm_filter("null", ctx.wasm["null"], "", "")]
+
+
+def _naive_json(ctx):
+    return [E.wasm_filter("naive_json", ctx.wasm["naive_json"], "", "")]
+
+
+def _naive_crypto(ctx):
+    conf = json.dumps({"fields": NAIVE_FIELDS})
+    return [E.wasm_filter("naive_crypto", ctx.wasm["naive_crypto"], "", conf, env_keys=["BENCH_NAIVE_KEY"])]
+
+
+def _dpp(policy):
+    def make(ctx):
+        return [
+            E.wasm_filter("dpp_guard", ctx.wasm["dpp_guard"], "dpp_guard", json.dumps(policy),
+                          env_keys=ctx.dpp_env_keys)
+        ]
+
+    return make
+
+
+# A policy that protects /orders/ but not the path the request goes to.
+UNPROTECTED_POLICY = {
+    "version": 1,
+    "routes": [{"name": "orders", "match": {"path": {"prefix": "/orders/"}}, "no_store": True}],
+}
+
+
+# ---- checks -----------------------------------------------------------------
+
+def same_bytes(ctx, sent, rec):
+    assert rec is not None, "upstream received nothing"
+    assert rec["body"] == sent, "upstream body differs from what was sent"
+
+
+def same_json(ctx, sent, rec):
+    assert rec is not None, "upstream received nothing"
+    assert json.loads(rec["body"]) == json.loads(sent), "upstream JSON differs from what was sent"
+
+
+def _strings(v, out):
+    if isinstance(v, str):
+        out.add(v)
+    elif isinstance(v, list):
+        for x in v:
+            _strings(x, out)
+    elif isinstance(v, dict):
+        for x in v.values():
+            _strings(x, out)
+    return out
+
+
+def pii_encrypted(ctx, sent, rec):
+    """No PII value reaches the upstream as a JSON string; the rest is intact."""
+    assert rec is not None, "upstream received nothing"
+    doc, out = json.loads(sent), json.loads(rec["body"])
+    values = _strings(out, set())
+    leaked = [v for v in orders.pii_values(doc) if v in values]
+    assert not leaked, f"{len(leaked)} PII values reached the upstream in clear, e.g. {leaked[:2]}"
+    assert out["payload"]["AmazonOrderId"] == doc["payload"]["AmazonOrderId"], "non-PII field changed"
+    assert out["payload"]["OrderItems"] == doc["payload"]["OrderItems"], "non-PII field changed"
+
+
+CONFIGS = [
+    Config("a", "Envoy, no Wasm filter", check=same_bytes),
+    Config("b", "null proxy-wasm filter", filters=_null, check=same_bytes),
+    Config("c", "naive: parse + serialize (serde_json)", filters=_naive_json, check=same_json),
+    Config("d", "naive: (c) + AES-256-GCM-SIV per field", filters=_naive_crypto, check=pii_encrypted),
+    Config("e", "dpp-guard, unprotected route", filters=_dpp(UNPROTECTED_POLICY),
+           path=UNPROTECTED_PATH, check=same_bytes),
+]
+
+# The rows every ratio is taken against.
+BASELINES = ["a", "b", "c"]
+
+
+def selected(keys):
+    if not keys:
+        return list(CONFIGS)
+    wanted = set(keys.split(","))
+    unknown = wanted - {c.key for c in CONFIGS}
+    if unknown:
+        raise SystemExit(f"unknown configuration(s): {', '.join(sorted(unknown))}")
+    return [c for c in CONFIGS if c.key in wanted or c.key in BASELINES]
+

@@ -97,22 +97,44 @@ def test_invalid_policy_fails_closed_and_names_the_field(guard_stack, policy, fi
     assert f"field `{field}`" in lines[0] and problem in lines[0], lines[0]
 
 
+def replace_policy(stack, policy, staging_dir):
+    """What an operator does: write the new ECDS file beside the old one, mv it over."""
+    import yaml
+
+    ecds = stack.values()["DPP_GUARD_ECDS"]
+    doc = yaml.safe_load(ecds.read_text())
+    doc["resources"][0]["typed_config"]["config"]["configuration"]["value"] = policy_text(policy)
+    staged = staging_dir / "staged.ecds.yaml"
+    staged.write_text(yaml.safe_dump(doc))
+    staged.rename(ecds)
+
+
+def wait_for(predicate, seconds=10.0):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return predicate()
+
+
 def test_policy_fix_is_applied_without_restart(guard_stack, tmp_path):
     """ECDS delivery: an invalid policy fails closed; a corrected file, moved into
     place, is applied by the running Envoy."""
-    import time
-    import yaml
-
     stack = guard_stack(policy={"version": 1, "routes": [{"name": "a", "bogus": 1}]})
     assert stack.request("GET", "/catalog/1").status == 500
-    ecds = stack.values()["DPP_GUARD_ECDS"]
-    doc = yaml.safe_load(ecds.read_text())
-    doc["resources"][0]["typed_config"]["config"]["configuration"]["value"] = policy_text(POLICY)
-    staged = tmp_path / "staged.yaml"
-    staged.write_text(yaml.safe_dump(doc))
-    staged.rename(ecds)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and stack.request("GET", "/catalog/1").status != 200:
-        time.sleep(0.2)
-    assert stack.request("GET", "/catalog/1").status == 200
+    replace_policy(stack, POLICY, tmp_path)
+    assert wait_for(lambda: stack.request("GET", "/catalog/1").status == 200)
     assert stack.request("GET", "/mws/x").status == 503
+
+
+def test_invalid_update_keeps_the_last_valid_policy(guard_stack, tmp_path):
+    stack = guard_stack(policy=POLICY)
+    replace_policy(stack, {"version": 1, "routes": [{"name": "x", "kill_swich": True}]}, tmp_path)
+    assert wait_for(lambda: any("kill_swich" in l for l in stack.envoy.plugin_lines()))
+    # Still enforcing the previous policy, and still serving.
+    assert stack.request("GET", "/mws/x").status == 503
+    assert stack.request("GET", "/catalog/1").status == 200
+    assert stack.envoy.stats().get("extension_config_discovery.http_filter.dpp_guard.config_fail", 0) >= 1

@@ -202,3 +202,12 @@ class Host:
         self.call("proxy_on_log", ctx)
         self.call("proxy_on_delete", ctx)
         return self.buffers.get(REQUEST_BODY), dt
+
+
+def wasmtime_version():
+    try:
+        from importlib.metadata import version
+
+        return version("wasmtime")
+    except Exception:  # noqa: BLE001 - only a label
+        return "?"

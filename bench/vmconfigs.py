@@ -1,0 +1,99 @@
+"""What bench/vm.py measures: one entry per filter, plus the stage module.
+
+Adding a filter row is one `VmFilter(...)` entry in `FILTERS`.
+"""
+
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import orders
+import pwhost
+
+ORDERS_PATH = "/orders/v0/orders"
+
+
+class Keys:
+    """Fresh key material per run, handed to modules through WASI environ only."""
+
+    def __init__(self):
+        self.naive = secrets.token_hex(32)
+        self.env = [("BENCH_NAIVE_KEY", self.naive)]
+
+
+def _naive_fields():
+    # Bodies are getOrders payloads: payload.Orders[*].<order PII field>.
+    return json.dumps({"fields": ["payload.Orders.*." + f for f in orders.ORDER_PII_FIELDS]})
+
+
+def _same(keys, sent, out):
+    assert out == sent, "body changed"
+
+
+def _same_json(keys, sent, out):
+    assert json.loads(out) == json.loads(sent), "JSON changed"
+
+
+def _encrypted(keys, sent, out):
+    values = set()
+
+    def walk(v):
+        if isinstance(v, str):
+            values.add(v)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+        elif isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+
+    walk(json.loads(out))
+    leaked = [v for v in orders.pii_values(json.loads(sent)) if v in values]
+    assert not leaked, f"{len(leaked)} PII values left in clear"
+
+
+@dataclass
+class VmFilter:
+    key: str
+    label: str
+    wasm: str
+    root_id: str = ""
+    configuration: Callable = lambda keys: ""
+    body: Callable = lambda keys, body: body
+    check: Optional[Callable] = None
+
+
+UNPROTECTED = json.dumps({"version": 1, "routes": [
+    {"name": "catalog", "match": {"path": {"prefix": "/catalog/"}}}]})
+
+FILTERS = [
+    VmFilter("null", "null filter (host overhead)", "bench_null_filter.wasm", check=_same),
+    VmFilter("floor", "serde_json parse + serialize (floor)", "bench_naive_json_filter.wasm", check=_same_json),
+    VmFilter("naive-crypto", "naive: floor + GCM-SIV per field", "bench_naive_crypto_filter.wasm",
+             configuration=lambda k: _naive_fields(), check=_encrypted),
+    VmFilter("dpp-unprot", "dpp-guard, unprotected route", "dpp_guard.wasm", root_id="dpp_guard",
+             configuration=lambda k: UNPROTECTED, check=_same),
+]
+
+
+def stages(wasm_dir, keys, bodies, smoke=False):
+    """Per-stage timings from the bench-vm module; empty until it is built."""
+    return []
+
+
+def memory(wasm_dir, keys, body_1mib, headers):
+    """dpp_guard linear memory after start and after one 1 MiB body."""
+    host = pwhost.Host(os.path.join(wasm_dir, "dpp_guard.wasm"), env=keys.env)
+    initial = host.memory_bytes()
+    host.start("dpp_guard", UNPROTECTED.encode())
+    after_start = host.memory_bytes()
+    hd = [(k, str(len(body_1mib)) if k == "content-length" else v) for k, v in headers]
+    host.request(hd, body_1mib)
+    return {
+        "policy": "unprotected route (no body processing on main yet)",
+        "initial (module's declared minimum)": initial,
+        "after start (on_configure done)": after_start,
+        "after a 1 MiB body (peak)": host.memory_bytes(),
+    }

@@ -63,7 +63,7 @@ clean:
 ## bench: Envoy under wrk beside Envoy alone and reference filters, plus in-VM
 ## microbenchmarks and VM memory -> target/bench/ (docs/performance.md)
 ## bench-smoke: the same, a few seconds per configuration -> target/bench-smoke/ (part of `make test`)
-BENCH_FILTERS := bench-null-filter bench-naive-json-filter bench-naive-crypto-filter
+BENCH_FILTERS := bench-null-filter bench-naive-json-filter bench-naive-crypto-filter bench-vm
 .PHONY: bench bench-smoke bench-setup bench-build
 bench-setup: venv $(VENV)/.bench-installed
 	@command -v wrk >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk; }
@@ -78,6 +78,8 @@ bench-build: build
 
 bench: bench-setup bench-build
 	$(PY) bench/run.py
+	$(PY) bench/vm.py
 
 bench-smoke: bench-setup bench-build
 	$(PY) bench/run.py --smoke
+	$(PY) bench/vm.py --smoke

@@ -78,9 +78,64 @@ FILTERS = [
 ]
 
 
+@dataclass
+class Stage:
+    id: int  # the stage number in bench/vm/src/lib.rs
+    key: str
+    label: str
+    # (keys, body) -> the bytes this stage works on
+    body: Callable = lambda keys, body: body
+
+
+STAGES = [
+    Stage(0, "floor", "serde_json parse + serialize (floor)"),
+]
+
+
 def stages(wasm_dir, keys, bodies, smoke=False):
-    """Per-stage timings from the bench-vm module; empty until it is built."""
-    return []
+    """Per-stage medians, timed inside the VM by the bench-vm module."""
+    import statistics
+
+    import wasmtime
+
+    engine = wasmtime.Engine()
+    module = wasmtime.Module.from_file(engine, os.path.join(wasm_dir, "bench_vm.wasm"))
+    store = wasmtime.Store(engine)
+    wasi = wasmtime.WasiConfig()
+    wasi.env = keys.env
+    store.set_wasi(wasi)
+    linker = wasmtime.Linker(engine)
+    linker.define_wasi()
+    ex = linker.instantiate(store, module).exports(store)
+    if "_initialize" in ex:
+        ex["_initialize"](store)
+    memory = ex["memory"]
+    target_ns = 20e6 if smoke else 200e6
+    rounds = 1 if smoke else 7
+    out = []
+    for st in STAGES:
+        row = {"key": st.key, "label": st.label, "sizes": {}}
+        for label, body in bodies.items():
+            data = st.body(keys, body)
+            ptr = ex["bench_body"](store, len(data))
+            memory.write(store, data, ptr)
+            one = ex["bench_stage"](store, st.id, 1)
+            if one == 2**64 - 1:
+                raise SystemExit(f"stage {st.key} failed at {label}")
+            iters = max(1, int(target_ns / max(one, 1) / rounds))
+            per = []
+            for _ in range(rounds):
+                ns = ex["bench_stage"](store, st.id, iters)
+                if ns == 2**64 - 1:
+                    raise SystemExit(f"stage {st.key} failed at {label}")
+                per.append(ns / iters)
+            med = statistics.median(per)
+            row["sizes"][label] = {"body_bytes": len(data), "median_us": round(med / 1e3, 2),
+                                   "mib_per_s": round(len(data) / (med / 1e9) / (1024 * 1024), 1),
+                                   "iterations": iters * rounds}
+            print(f"stage {st.key:10s} {label:8s} {med / 1e3:10.2f} us", flush=True)
+        out.append(row)
+    return out
 
 
 def memory(wasm_dir, keys, body_1mib, headers):

@@ -15,6 +15,7 @@ ORDER_PII_FIELDS = [
     "BuyerInfo.BuyerEmail",
     "BuyerInfo.BuyerName",
     "BuyerInfo.BuyerCounty",
+    "BuyerInfo.PurchaseOrderNumber",
     "BuyerInfo.BuyerTaxInfo.CompanyLegalName",
     "ShippingAddress.Name",
     "ShippingAddress.AddressLine1",

@@ -57,7 +57,20 @@ class Ctx:
         # Fresh keys for every run; they live in the Envoy processes' environment only.
         self.env = {"BENCH_NAIVE_KEY": secrets.token_hex(32)}
         self.dpp_env_keys = []
-        self.files = {}
+        self.envoys = {}
+        self.recorder = None
+
+    def through(self, key, path, body):
+        """What the upstream receives when `body` goes through configuration `key`.
+
+        Lets one configuration's input be another's output (the decrypt path
+        gets the envelopes the encrypt path made).
+        """
+        self.recorder.last = None
+        status, _ = post(self.envoys[key].port, path, body, {"x-bench-record": "1"})
+        if status != 200 or self.recorder.last is None:
+            raise RuntimeError(f"configuration {key} did not forward the body (status {status})")
+        return self.recorder.last["body"]
 
     def body_file(self, key, body):
         path = os.path.join(self.workdir, f"body-{key}.json")
@@ -266,6 +279,7 @@ def main():
         ctx = Ctx(workdir)
         pki = make_pki(workdir)
         recorder = Recorder()
+        ctx.recorder = recorder
         upstream = E.Envoy(args.envoy, "upstream", E.upstream_config('{"ok":true}', pki), workdir,
                            concurrency=1, cpus=cpus["upstream"]).wait_ready()
         up_plain, up_tls = upstream.listener_port("up_plain"), upstream.listener_port("up_tls")
@@ -288,6 +302,8 @@ def main():
         for cfg, e in running:
             e.wait_ready()
             e.port = e.listener_port("bench")
+            ctx.envoys[cfg.key] = e
+        for cfg, e in running:
             e.body = cfg.body(ctx)
             e.body_file = ctx.body_file(cfg.key, e.body)
 

@@ -114,11 +114,26 @@ def pii_encrypted(ctx, sent, rec):
     assert out["payload"]["OrderItems"] == doc["payload"]["OrderItems"], "non-PII field changed"
 
 
+# The upstream TLS guard alone: every upstream must speak TLS 1.2 or later.
+GUARD_POLICY = {"version": 1, "transport": {"upstream": {"min_tls_version": "TLSv1.2"}}}
+
+
+def _upstream_guard(ctx):
+    return [E.wasm_filter("dpp_upstream_guard", ctx.wasm["dpp_guard"], "dpp_upstream_guard",
+                          json.dumps(GUARD_POLICY), vm_id="dpp_guard")]
+
+
+def guard_refuses_plaintext(ctx, sent, rec):
+    """Sent to the plaintext recorder cluster, the request must be refused before any byte leaves."""
+    assert rec is None, "the upstream guard let a request reach a plaintext upstream"
+
+
 CONFIGS = [
     Config("a", "Envoy, no Wasm filter", check=same_bytes),
     Config("b", "null proxy-wasm filter", filters=_null, check=same_bytes),
     Config("c", "naive: parse + serialize (serde_json)", filters=_naive_json, check=same_json),
     Config("d", "naive: (c) + AES-256-GCM-SIV per field", filters=_naive_crypto, check=pii_encrypted),
+    Config("a-tls", "Envoy, no Wasm filter, TLS upstream", tls_upstream=True, check=same_bytes),
     Config("e", "dpp-guard, unprotected route", filters=_dpp(UNPROTECTED_POLICY),
            path=UNPROTECTED_PATH, check=same_bytes),
 ]

@@ -25,9 +25,10 @@ STRING_VALUE = "type.googleapis.com/google.protobuf.StringValue"
 FILE_LOG = "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog"
 
 
-def wasm_filter(name, wasm_path, root_id, configuration, env_keys=()):
+def wasm_filter(name, wasm_path, root_id, configuration, env_keys=(), vm_id=""):
     """An envoy.filters.http.wasm entry running `wasm_path` in V8."""
     vm = {
+        "vm_id": vm_id,
         "runtime": "envoy.wasm.runtime.v8",
         "code": {"local": {"filename": os.path.abspath(wasm_path)}},
     }

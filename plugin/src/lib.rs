@@ -8,6 +8,7 @@
 //! module; [`dispatch::DispatchRoot`] picks the root type by root id.
 
 mod dispatch;
+mod metrics;
 mod root;
 mod stream;
 mod transport_watch;

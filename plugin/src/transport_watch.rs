@@ -5,12 +5,9 @@
 //!   example a cluster with its own `http_filters`). It is too late to stop
 //!   that request; it is counted and reported so the hole gets fixed.
 
-use std::cell::Cell;
-
 use dpp_core::policy::{ClusterName, Route};
 use dpp_core::{LocalReply, Policy, SecurityEvent};
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{LogLevel, MetricType};
+use proxy_wasm::types::LogLevel;
 
 use crate::log;
 use crate::upstream_guard::property;
@@ -18,10 +15,6 @@ use crate::upstream_guard::property;
 /// Counter of plaintext upstream exchanges seen after the fact
 /// (`wasmcustom.dpp_guard.plaintext_upstream` in Envoy's /stats).
 pub const PLAINTEXT_METRIC: &str = "dpp_guard.plaintext_upstream";
-
-thread_local! {
-    static PLAINTEXT_METRIC_ID: Cell<Option<u32>> = const { Cell::new(None) };
-}
 
 /// The refusal for a protected route reached without TLS, if any.
 pub fn downstream_refusal(
@@ -63,14 +56,5 @@ impl PlaintextWatch {
 }
 
 fn count_plaintext() {
-    let id = PLAINTEXT_METRIC_ID.with(|cell| {
-        cell.get().or_else(|| {
-            let id = hostcalls::define_metric(MetricType::Counter, PLAINTEXT_METRIC).ok();
-            cell.set(id);
-            id
-        })
-    });
-    if let Some(id) = id {
-        let _ = hostcalls::increment_metric(id, 1);
-    }
+    crate::metrics::increment(PLAINTEXT_METRIC);
 }

@@ -25,10 +25,18 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
-use crate::log;
+use crate::{log, metrics};
 
 /// The root id Envoy's configuration must name for the upstream guard.
 pub const ROOT_ID: &str = "dpp_upstream_guard";
+
+/// Counters of the guard's outcomes (`wasmcustom.dpp_guard.upstream.*`).
+pub const METRIC_ALLOWED_POOLED: &str = "dpp_guard.upstream.allowed_pooled";
+pub const METRIC_ALLOWED_NEW: &str = "dpp_guard.upstream.allowed_new_connection";
+pub const METRIC_REFUSED_POOLED: &str = "dpp_guard.upstream.refused_pooled";
+pub const METRIC_REFUSED_NEW: &str = "dpp_guard.upstream.refused_new_connection";
+pub const METRIC_WAIT_EXPIRED: &str = "dpp_guard.upstream.wait_expired";
+pub const METRIC_GONE: &str = "dpp_guard.upstream.connection_gone";
 
 /// Poll period while any request waits for its connection (measured: new
 /// connections become visible 1-4 ms after the request reaches the filter).
@@ -135,21 +143,19 @@ impl UpstreamGuardRoot {
     /// The entries borrow is released before any host call: a local reply
     /// can re-enter the module (the stream's on_done).
     fn step(&self, policy: &Policy, id: u32, obs: Observation<'_>) {
-        let (step, method) = {
+        let (step, method, pooled) = {
             let mut entries = self.entries.borrow_mut();
             let Some(entry) = entries.get_mut(&id) else {
                 return;
             };
             let waited = elapsed(entry.since);
-            (
-                entry.check.observe(&policy.transport.upstream, obs, waited),
-                entry.method.clone(),
-            )
+            let step = entry.check.observe(&policy.transport.upstream, obs, waited);
+            (step, entry.method.clone(), entry.check.pooled())
         };
         if matches!(obs, Observation::Gone) {
             self.entries.borrow_mut().remove(&id);
         }
-        apply(step, &method, Resume::FromTick);
+        apply(step, &method, pooled, Resume::FromTick);
     }
 }
 
@@ -188,6 +194,7 @@ impl HttpContext for UpstreamGuardStream {
             facts.observation(),
             Duration::ZERO,
         );
+        let pooled = check.pooled();
         self.entries.borrow_mut().insert(
             self.id,
             Entry {
@@ -200,7 +207,7 @@ impl HttpContext for UpstreamGuardStream {
             // Ticks belong to the root; Envoy routes this call to it.
             let _ = hostcalls::set_tick_period(POLL);
         }
-        apply(step, &method, Resume::Inline)
+        apply(step, &method, pooled, Resume::Inline)
     }
 
     fn on_http_request_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
@@ -240,7 +247,7 @@ impl UpstreamGuardStream {
                 entry
                     .check
                     .observe(&self.policy.transport.upstream, Observation::Gone, waited);
-            apply(step, &entry.method, Resume::Never);
+            apply(step, &entry.method, false, Resume::Never);
         }
     }
 }
@@ -257,9 +264,14 @@ enum Resume {
     Never,
 }
 
-fn apply(step: Step, method: &str, from: Resume) -> Action {
+fn apply(step: Step, method: &str, pooled: bool, from: Resume) -> Action {
     match step {
         Step::Allow => {
+            metrics::increment(if pooled {
+                METRIC_ALLOWED_POOLED
+            } else {
+                METRIC_ALLOWED_NEW
+            });
             if from == Resume::FromTick {
                 let _ = hostcalls::resume_http_request();
             }
@@ -267,6 +279,13 @@ fn apply(step: Step, method: &str, from: Resume) -> Action {
         }
         Step::Wait | Step::Settled => Action::Pause,
         Step::Refuse { reply, event } => {
+            metrics::increment(if event.event == EventKind::UpstreamWaitExpired {
+                METRIC_WAIT_EXPIRED
+            } else if pooled {
+                METRIC_REFUSED_POOLED
+            } else {
+                METRIC_REFUSED_NEW
+            });
             log(LogLevel::Warn, &event.method(method).to_log_line());
             if from != Resume::Never {
                 send_local_reply(&reply);
@@ -274,6 +293,7 @@ fn apply(step: Step, method: &str, from: Resume) -> Action {
             Action::Pause
         }
         Step::Abandon { event } => {
+            metrics::increment(METRIC_GONE);
             log(LogLevel::Info, &event.method(method).to_log_line());
             Action::Pause
         }

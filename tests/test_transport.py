@@ -337,3 +337,50 @@ def test_pooled_connection_is_decided_at_once(transport_stack, tmp_path):
     (event,) = stack.events("upstream_identity_refused")
     assert event["detail"] == "cluster=service; pooled connection"
     assert [q.path for q in stack.service.requests][-1] != "/orders/3"
+
+
+# -- lint-envoy on what ships ------------------------------------------------------------
+
+def shipped_bootstraps():
+    from support.paths import ENVOY_DIR
+    return [p for p in sorted(ENVOY_DIR.glob("*.yaml")) if not p.name.endswith(".ecds.yaml")]
+
+
+@pytest.mark.parametrize("bootstrap", shipped_bootstraps(), ids=lambda p: p.name)
+def test_shipped_configuration_installs_the_guard_and_passes_lint(bootstrap, pki, tmp_path):
+    """Rendered exactly as users render them (every ${NAME} filled in, the ECDS
+    files it references written beside it), each shipped bootstrap lints clean."""
+    import re
+    import subprocess
+
+    from support.envoy import guard_values
+    from support.paths import ENVOY_DIR, ROOT
+
+    leaf = pki.leaf("lint")
+    values = guard_values(LISTENER_CERT=leaf.cert, LISTENER_KEY=leaf.key, SERVICE_ADDRESS="127.0.0.1",
+                          SERVICE_PORT=8443, SERVICE_SNI="localhost", SERVICE_CA=pki.ca_cert)
+    text = bootstrap.read_text()
+    for name in set(re.findall(r"\$\{([A-Z0-9_]+)\}", text)):
+        if name.endswith("_ECDS"):
+            # DPP_GUARD_ECDS -> dpp-guard.ecds.yaml
+            template = ENVOY_DIR / (name[:-len("_ECDS")].lower().replace("_", "-") + ".ecds.yaml")
+            out = tmp_path / template.name
+            write_ecds(template, out, values)
+            values[name] = out
+        values.setdefault(name, "placeholder")
+    rendered = tmp_path / bootstrap.name
+    rendered.write_text(render(text, values))
+    cli = ROOT / "target" / "debug" / "dpp-guard"
+    r = subprocess.run([str(cli), "lint-envoy", str(rendered)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "0 finding(s)" in r.stdout
+    # The guard really is there: dropping it from the rendered file is a finding.
+    doc = yaml.safe_load(rendered.read_text())
+    for listener in doc["static_resources"]["listeners"]:
+        for chain in listener["filter_chains"]:
+            for f in chain["filters"]:
+                for hf in f["typed_config"].get("http_filters", []):
+                    hf.get("typed_config", {}).pop("upstream_http_filters", None)
+    rendered.write_text(yaml.safe_dump(doc))
+    r = subprocess.run([str(cli), "lint-envoy", str(rendered)], capture_output=True, text=True)
+    assert r.returncode == 1 and "router-without-upstream-guard" in r.stdout, r.stdout

@@ -327,8 +327,10 @@ def test_pooled_connection_is_decided_at_once(transport_stack, tmp_path):
     staged.write_text(yaml.safe_dump(doc))
     staged.rename(ecds)
     deadline = time.monotonic() + 15
+    n = 0
     while time.monotonic() < deadline:
-        r = stack.request("GET", "/orders/3")
+        n += 1
+        r = stack.request("GET", f"/orders/after-{n}")
         if r.status != 200:
             break
         time.sleep(0.1)
@@ -336,7 +338,7 @@ def test_pooled_connection_is_decided_at_once(transport_stack, tmp_path):
     assert stack.counter("dpp_guard.upstream.refused_pooled") == 1
     (event,) = stack.events("upstream_identity_refused")
     assert event["detail"] == "cluster=service; pooled connection"
-    assert [q.path for q in stack.service.requests][-1] != "/orders/3"
+    assert f"/orders/after-{n}" not in [q.path for q in stack.service.requests]
 
 
 # -- lint-envoy on what ships ------------------------------------------------------------

@@ -174,6 +174,9 @@ def test_plaintext_upstream_is_refused_before_any_request_byte(transport_stack, 
     assert event["severity"] == "high" and event["method"] == method
     assert "cluster=plain" in event["detail"]
     assert "MarketplaceIds" not in stack.envoy.log(), "the query string must not be logged"
+    # A refused request is not a plaintext exchange: no false alarm.
+    assert stack.events("plaintext_upstream_observed") == []
+    assert stack.counter("dpp_guard.plaintext_upstream") == 0
 
 
 def test_200_mixed_requests_tls_pass_plaintext_never_gets_a_byte(transport_stack):
@@ -199,6 +202,7 @@ def test_200_mixed_requests_tls_pass_plaintext_never_gets_a_byte(transport_stack
                + stack.counter("dpp_guard.upstream.refused_pooled"))
     assert refused == len(statuses["plain"])
     assert stack.counter("dpp_guard.upstream.allowed_pooled") > 0
+    assert stack.counter("dpp_guard.plaintext_upstream") == 0, "refusals are not plaintext exchanges"
     print(f"\ntls={len(statuses['tls'])} plain={len(statuses['plain'])} "
           f"plain connects={plain.connections} "
           f"allowed pooled={stack.counter('dpp_guard.upstream.allowed_pooled')} "

@@ -346,15 +346,17 @@ impl Policy {
     /// Returns the event to log and count, or `None` if all is well.
     ///
     /// `connected` is whether `upstream.local_address` is present;
-    /// `phase` names where it was seen (`response` or `log`).
+    /// `code_details` is `response.code_details`; `phase` names where it was
+    /// seen (`response` or `log`).
     pub fn plaintext_upstream_seen(
         &self,
         cluster: Option<&ClusterName>,
         connected: bool,
         tls_version: Option<&str>,
+        code_details: Option<&str>,
         phase: &str,
     ) -> Option<SecurityEvent> {
-        if !connected || tls_version.is_some() {
+        if !connected || tls_version.is_some() || !request_went_upstream(code_details) {
             return None;
         }
         let upstream = &self.transport.upstream;
@@ -368,6 +370,14 @@ impl Policy {
             )),
         )
     }
+}
+
+/// Whether the request was handed to the upstream connection. Envoy says
+/// `via_upstream` for a response from the upstream and `upstream_reset_...`
+/// when the upstream reset the stream; a refusal by the upstream guard is a
+/// local reply (other details), where nothing was sent, so it is no alarm.
+fn request_went_upstream(code_details: Option<&str>) -> bool {
+    code_details.is_some_and(|d| d == "via_upstream" || d.starts_with("upstream_reset_"))
 }
 
 #[cfg(test)]

@@ -42,10 +42,12 @@ impl PlaintextWatch {
         let connected = property(&["upstream", "local_address"]).is_some();
         let tls_version = property(&["upstream", "tls_version"]);
         let cluster = property(&["xds", "cluster_name"]).map(ClusterName::new);
+        let details = property(&["response", "code_details"]);
         if let Some(event) = policy.plaintext_upstream_seen(
             cluster.as_ref(),
             connected,
             tls_version.as_deref(),
+            details.as_deref(),
             phase,
         ) {
             self.reported = true;

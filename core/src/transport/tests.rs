@@ -374,20 +374,44 @@ fn trusted_terminator_accepts_plaintext_and_is_warned() {
 #[test]
 fn plaintext_upstream_seen_after_the_fact_is_reported() {
     let p = policy(r#"{"upstream":{"clusters":{"legacy":{"exempt":{"reason":"r"}}}}}"#);
+    let api = cluster("api");
+    let via = Some("via_upstream");
     let ev = p
-        .plaintext_upstream_seen(cluster("api").as_ref(), true, None, "response")
+        .plaintext_upstream_seen(api.as_ref(), true, None, via, "response")
         .unwrap();
     assert_eq!(ev.event, EventKind::PlaintextUpstreamObserved);
     assert_eq!(ev.severity, crate::Severity::Critical);
     assert!(ev.detail.unwrap().contains("cluster=api; seen at response"));
+    // The upstream reset the stream after the request went out: still a leak.
+    assert!(p
+        .plaintext_upstream_seen(
+            api.as_ref(),
+            true,
+            None,
+            Some("upstream_reset_before_response_started{connection_termination}"),
+            "log"
+        )
+        .is_some());
     // TLS, no connection at all, or an exempt cluster: nothing to report.
     assert!(p
-        .plaintext_upstream_seen(cluster("api").as_ref(), true, Some("TLSv1.3"), "log")
+        .plaintext_upstream_seen(api.as_ref(), true, Some("TLSv1.3"), via, "log")
         .is_none());
     assert!(p
-        .plaintext_upstream_seen(cluster("api").as_ref(), false, None, "log")
+        .plaintext_upstream_seen(api.as_ref(), false, None, via, "log")
         .is_none());
     assert!(p
-        .plaintext_upstream_seen(cluster("legacy").as_ref(), true, None, "log")
+        .plaintext_upstream_seen(cluster("legacy").as_ref(), true, None, via, "log")
         .is_none());
+}
+
+#[test]
+fn a_refusal_by_the_guard_is_not_a_plaintext_exchange() {
+    // The guard's local reply: the connection exists and is plaintext, but
+    // nothing was sent on it.
+    let p = policy("{}");
+    for details in [None, Some(""), Some("wasm_local_reply")] {
+        assert!(p
+            .plaintext_upstream_seen(cluster("api").as_ref(), true, None, details, "response")
+            .is_none());
+    }
 }

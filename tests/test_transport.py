@@ -313,6 +313,42 @@ def test_bypassed_guard_is_detected_counted_and_reported(transport_stack):
     assert stack.counter("dpp_guard.plaintext_upstream") == 1
 
 
+def replace_upstream_guard_policy(stack, policy: dict, staging_dir) -> None:
+    """What an operator does: write the new ECDS file beside the old one, mv it over."""
+    ecds = stack.values()["DPP_UPSTREAM_GUARD_ECDS"]
+    doc = yaml.safe_load(ecds.read_text())
+    doc["resources"][0]["typed_config"]["config"]["configuration"]["value"] = json.dumps(policy)
+    staged = staging_dir / "staged.ecds.yaml"
+    staged.write_text(yaml.safe_dump(doc))
+    staged.rename(ecds)
+
+
+def test_pooled_plaintext_connection_is_refused_without_a_byte(transport_stack, tmp_path):
+    """A plaintext connection already in the pool (opened while the cluster was
+    exempt) is refused at once when the exemption is withdrawn, and the request
+    never reaches it."""
+    import time
+
+    legacy = transport_stack.own(RecordingHttpServer())
+    stack = transport_stack([cluster("legacy", legacy.port)], policy=with_transport(
+        {"upstream": {"clusters": {"legacy": {"exempt": {"reason": "migration"}}}}}))
+    assert stack.request("GET", "/legacy/before").status == 200
+    replace_upstream_guard_policy(stack, POLICY, tmp_path)
+    deadline = time.monotonic() + 15
+    n = 0
+    while time.monotonic() < deadline:
+        n += 1
+        r = stack.request("POST", f"/legacy/after-{n}", body=b"z" * 1024)
+        if r.status != 200:
+            break
+        time.sleep(0.1)
+    assert_refused(r, 502, "upstream_not_tls")
+    assert stack.counter("dpp_guard.upstream.refused_pooled") == 1
+    (event,) = stack.events("upstream_plaintext_refused")
+    assert event["detail"] == "cluster=legacy; pooled connection"
+    assert f"/legacy/after-{n}" not in [q.path for q in legacy.requests]
+
+
 def test_pooled_connection_is_decided_at_once(transport_stack, tmp_path):
     """A connection already in the pool is judged in the request-headers callback:
     after a policy change pins another identity for `service`, the next request on
@@ -324,12 +360,7 @@ def test_pooled_connection_is_decided_at_once(transport_stack, tmp_path):
     assert stack.request("GET", "/orders/2").status == 200
     assert stack.counter("dpp_guard.upstream.allowed_pooled") >= 1
     pinned = with_transport({"upstream": {"clusters": {"service": {"pin": {"dns_san": "not-the-service"}}}}})
-    ecds = stack.values()["DPP_UPSTREAM_GUARD_ECDS"]
-    doc = yaml.safe_load(ecds.read_text())
-    doc["resources"][0]["typed_config"]["config"]["configuration"]["value"] = json.dumps(pinned)
-    staged = tmp_path / "staged.ecds.yaml"
-    staged.write_text(yaml.safe_dump(doc))
-    staged.rename(ecds)
+    replace_upstream_guard_policy(stack, pinned, tmp_path)
     deadline = time.monotonic() + 15
     n = 0
     while time.monotonic() < deadline:

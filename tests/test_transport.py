@@ -224,20 +224,30 @@ def test_tls_below_the_minimum_version_is_refused(transport_stack, pki):
 
 
 def test_pinned_identity(transport_stack, pki):
+    import hashlib
+
     leaf = pki.leaf("billing", uris=("spiffe://test/billing",))
+    der = ssl.PEM_cert_to_DER_cert(leaf.cert.read_text())
+    digest = hashlib.sha256(der).hexdigest().upper()
+    colon_digest = ":".join(digest[i:i + 2] for i in range(0, 64, 2))  # as openssl prints it
     billing = transport_stack.own(RecordingHttpServer(tls=leaf))
+    names = ("good", "digest", "bad", "bad_digest")
     stack = transport_stack(
-        [cluster("good", billing.port, tls_ca=pki.ca_cert), cluster("bad", billing.port, tls_ca=pki.ca_cert)],
+        [cluster(n, billing.port, tls_ca=pki.ca_cert) for n in names],
         policy=with_transport({"upstream": {"clusters": {
             "good": {"pin": {"uri_san": "spiffe://test/billing", "dns_san": "localhost"}},
+            "digest": {"pin": {"sha256": colon_digest}},
             "bad": {"pin": {"uri_san": "spiffe://test/other"}},
+            "bad_digest": {"pin": {"sha256": "00" * 32}},
         }}}))
     assert_refused(stack.request("GET", "/bad/x"), 502, "upstream_identity")
+    assert_refused(stack.request("GET", "/bad_digest/x"), 502, "upstream_identity")
     assert billing.requests == []
-    (event,) = stack.events("upstream_identity_refused")
-    assert "cluster=bad" in event["detail"]
+    events = stack.events("upstream_identity_refused")
+    assert [e["detail"].split(";")[0] for e in events] == ["cluster=bad", "cluster=bad_digest"]
     assert stack.request("GET", "/good/x").status == 200
-    assert [q.path for q in billing.requests] == ["/good/x"]
+    assert stack.request("GET", "/digest/x").status == 200
+    assert [q.path for q in billing.requests] == ["/good/x", "/digest/x"]
 
 
 def test_exempt_cluster_passes_plaintext_and_is_warned_at_start(transport_stack):

@@ -136,6 +136,8 @@ CONFIGS = [
     Config("a-tls", "Envoy, no Wasm filter, TLS upstream", tls_upstream=True, check=same_bytes),
     Config("e", "dpp-guard, unprotected route", filters=_dpp(UNPROTECTED_POLICY),
            path=UNPROTECTED_PATH, check=same_bytes),
+    Config("h", "dpp-guard upstream TLS guard, pooled TLS connections", tls_upstream=True,
+           upstream_filters=_upstream_guard, check=guard_refuses_plaintext),
 ]
 
 # The rows every ratio is taken against.

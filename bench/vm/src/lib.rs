@@ -52,6 +52,6 @@ pub extern "C" fn bench_stage(stage: u32, iterations: u32) -> u64 {
 fn floor(body: &[u8]) -> bool {
     serde_json::from_slice::<serde_json::Value>(body)
         .and_then(|v| serde_json::to_vec(&v))
-        .map(|out| black_box(out).len() > 0)
+        .map(|out| !black_box(out).is_empty())
         .unwrap_or(false)
 }

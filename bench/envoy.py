@@ -244,6 +244,20 @@ class Envoy:
         except OSError:
             return "(no log)"
 
+    def log_size(self):
+        try:
+            return os.path.getsize(self.log_path)
+        except OSError:
+            return 0
+
+    def log_since(self, offset):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                f.seek(offset)
+                return f.read()
+        except OSError:
+            return ""
+
     def pid(self):
         return self.proc.pid
 

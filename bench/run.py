@@ -311,6 +311,7 @@ def main():
         checks = {}
         for cfg, e in running:
             problem = None
+            log_mark = e.log_size()
             try:
                 recorder.last = None
                 status, _ = post(e.port, cfg.path, e.body, {"x-bench-record": "1"})
@@ -323,6 +324,13 @@ def main():
                     raise AssertionError(f"status {status} on the benchmark path")
                 if cfg.check_live:
                     cfg.check_live(ctx, e)
+                # A configuration that works raises no security event on
+                # well-formed traffic (refusals the check provokes are expected).
+                alarms = [ln for ln in e.log_since(log_mark).splitlines() if "dpp_event" in ln
+                          and ('"severity":"critical"' in ln or '"severity":"high"' in ln)
+                          and not any(x in ln for x in cfg.expected_events)]
+                if alarms:
+                    raise AssertionError(f"security event on benchmark traffic: {alarms[0][-200:]}")
             except AssertionError as err:
                 problem = str(err) or "check failed"
             checks[cfg.key] = problem

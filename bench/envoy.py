@@ -182,7 +182,7 @@ def proxy_config(name, http_filters, upstream_port, upstream_tls_ca=None, record
 class Envoy:
     """One Envoy process; `stop()` always kills it (also from `__exit__`)."""
 
-    def __init__(self, envoy_bin, name, config, workdir, concurrency=1, cpus=None, env=None):
+    def __init__(self, envoy_bin, name, config, workdir, concurrency=1, cpus=None, env=None, log_level=None):
         self.name = name
         self.dir = tempfile.mkdtemp(prefix=f"envoy-{name}-", dir=workdir)
         self.config_path = os.path.join(self.dir, "envoy.yaml")
@@ -195,7 +195,7 @@ class Envoy:
             "--concurrency", str(concurrency),
             "--use-dynamic-base-id",
             "--admin-address-path", self.admin_path,
-            "--log-level", "warn",
+            "--log-level", log_level or os.environ.get("BENCH_ENVOY_LOG_LEVEL", "warn"),
             "--log-path", self.log_path,
         ]
         if cpus is not None and shutil.which("taskset"):

@@ -12,11 +12,12 @@ def _median(runs, key):
     return statistics.median(vals) if vals else None
 
 
-def build(configs, results, checks, rss, upstream_direct, profiles, baselines, settings, machine, date):
+def build(configs, results, checks, rss, host_calls, upstream_direct, profiles, baselines, settings, machine, date):
     rows = []
     for cfg in configs:
         row = {"key": cfg.key, "label": cfg.label, "check": checks.get(cfg.key) or "ok",
-               "envoy_rss_kib": rss.get(cfg.key), "profiles": {}}
+               "envoy_rss_kib": rss.get(cfg.key), "wasm_calls_per_request": host_calls.get(cfg.key),
+               "profiles": {}}
         for pname, conns in profiles:
             runs = results.get(cfg.key, {}).get(pname, [])
             if not runs:
@@ -107,6 +108,11 @@ def markdown(doc):
             "upstream is not the bottleneck when this exceeds every row above.",
             "",
         ]
+    hc = [r for r in doc["configs"] if r.get("wasm_calls_per_request") and r["wasm_calls_per_request"]["vm_callbacks"]]
+    if hc:
+        lines += ["Proxy-wasm crossings per request (Envoy wasm trace log, sequential requests): "
+                  + ", ".join(f"({r['key']}) {r['wasm_calls_per_request']['host_calls']:g} host calls + "
+                              f"{r['wasm_calls_per_request']['vm_callbacks']:g} VM callbacks" for r in hc), ""]
     rss = [(r["key"], r["envoy_rss_kib"]) for r in doc["configs"] if r.get("envoy_rss_kib")]
     if rss:
         lines += ["Envoy resident memory after the run (MiB): "

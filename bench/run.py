@@ -192,6 +192,32 @@ def run_wrk(port, path, body_file, seconds, connections, cpus):
     raise RuntimeError(f"wrk gave no result (rc={out.returncode}): {out.stderr.strip()[:500]}")
 
 
+def count_host_calls(e, cfg, ctx, n=20):
+    """Average proxy-wasm host calls and VM callbacks per request, from a trace-level Envoy."""
+    import re
+    from collections import Counter
+
+    try:
+        e.wait_ready()
+        port = e.listener_port("bench")
+        body = ctx.envoys[cfg.key].body
+        post(port, cfg.path, body)  # first request: connections, VM warm-up
+        mark = e.log_size()
+        for _ in range(n):
+            post(port, cfg.path, body)
+    finally:
+        e.stop()  # flushes the log
+    text = e.log_since(mark)
+    calls = Counter(m.group(1) for m in re.finditer(r"\[vm->host\] (?:env\.)?(\w+)\(", text))
+    cbs = Counter(m.group(1) for m in re.finditer(r"\[host->vm\] (\w+)\(", text))
+    return {
+        "host_calls": round(sum(calls.values()) / n, 1),
+        "vm_callbacks": round(sum(cbs.values()) / n, 1),
+        "by_name": {k: round(v / n, 1) for k, v in (calls + cbs).most_common()},
+        "requests": n,
+    }
+
+
 def rss_kib(pid):
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -285,8 +311,7 @@ def main():
         up_plain, up_tls = upstream.listener_port("up_plain"), upstream.listener_port("up_tls")
 
         # Start every Envoy under test first (in parallel: V8 start-up is the slow part).
-        running = []
-        for cfg in configs:
+        def start_proxy(cfg, name, log_level=None):
             proxy = E.proxy_config(
                 cfg.key, cfg.filters(ctx),
                 up_tls if cfg.tls_upstream else up_plain,
@@ -296,9 +321,12 @@ def main():
                 access_log=cfg.access_log(ctx) if cfg.access_log else None,
             )
             env = {**ctx.env, **cfg.env}
-            e = E.Envoy(args.envoy, cfg.key, proxy, workdir, concurrency=1, cpus=cpus["proxy"], env=env)
+            e = E.Envoy(args.envoy, name, proxy, workdir, concurrency=1, cpus=cpus["proxy"], env=env,
+                        log_level=log_level)
             envoys.append(e)
-            running.append((cfg, e))
+            return e
+
+        running = [(cfg, start_proxy(cfg, cfg.key)) for cfg in configs]
         for cfg, e in running:
             e.wait_ready()
             e.port = e.listener_port("bench")
@@ -359,8 +387,15 @@ def main():
                                            cpus["load"]))
 
         rss = {cfg.key: rss_kib(e.pid()) for cfg, e in measured}
+
+        # Host calls per request, counted from Envoy's wasm trace log: a
+        # figure no machine noise can blur, and the usual suspect when a
+        # filter that does little costs more than the null filter.
+        host_calls = {}
+        for cfg, _ in measured:
+            host_calls[cfg.key] = count_host_calls(start_proxy(cfg, cfg.key + "-trace", "trace"), cfg, ctx)
         doc = report.build(
-            configs=[cfg for cfg, _ in running], results=results, checks=checks, rss=rss,
+            configs=[cfg for cfg, _ in running], results=results, checks=checks, rss=rss, host_calls=host_calls,
             upstream_direct=upstream_direct, profiles=profiles, baselines=C.BASELINES,
             settings={
                 "reps": reps, "seconds_per_run": seconds, "warmup_seconds": warmup,

@@ -100,7 +100,7 @@ def main():
     # ---- 3. size and memory ------------------------------------------------------------
     sizes = {}
     for name in sorted(os.listdir(WASM_DIR)):
-        if name.endswith(".wasm"):
+        if name.endswith(".wasm") and (name == "dpp_guard.wasm" or name.startswith("bench_")):
             sizes[name] = os.path.getsize(os.path.join(WASM_DIR, name))
     memory = vmconfigs.memory(WASM_DIR, keys, bodies["1 MiB"], headers)
 
@@ -112,7 +112,6 @@ def main():
     with open(os.path.join(out_dir, "vm.md"), "w") as f:
         f.write(md)
     print(md)
-    print(f"vm-bench: {len(filters)} passed, 0 failed")
     return 0
 
 
@@ -132,12 +131,16 @@ def markdown(doc):
         L.append("| " + " | ".join(cells) + " |")
     L.append("")
     if doc["stages"]:
-        L += ["## Stages of the dpp-guard body path (timed inside the VM): median µs per body", ""]
+        L += ["## Stages of the dpp-guard body path: median µs per body, in the VM (wasmtime) / native", "",
+              "Timed inside the VM (WASI monotonic clock), so no host-call overhead. Native: the same "
+              "code compiled for x86-64 (AES-NI and CLMUL used when the CPU has them).", ""]
         head = ["stage"] + [label for label, _ in SIZES]
         L += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for st in doc["stages"]:
             cells = [st["label"]] + [
-                "–" if label not in st["sizes"] else f"{st['sizes'][label]['median_us']:,.1f}" for label, _ in SIZES]
+                "–" if label not in st["sizes"] else
+                f"{st['sizes'][label]['median_us']:,.1f} / {st['sizes'][label].get('native_us', 0):,.1f}"
+                for label, _ in SIZES]
             L.append("| " + " | ".join(cells) + " |")
         L.append("")
     L += ["## Module size", "", "| module | bytes | MiB |", "|---|---|---|"]

@@ -20,7 +20,10 @@ class Keys:
 
     def __init__(self):
         self.naive = secrets.token_hex(32)
-        self.env = [("BENCH_NAIVE_KEY", self.naive)]
+        import base64
+
+        k = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+        self.env = [("BENCH_NAIVE_KEY", self.naive), ("DPP_BENCH_KEYS", f"primary=bench1 bench1={k}")]
 
 
 def _naive_fields():
@@ -89,6 +92,11 @@ class Stage:
 
 STAGES = [
     Stage(0, "floor", "serde_json parse + serialize (floor)"),
+    Stage(7, "naive", "naive (d): serde_json + new cipher per field"),
+    # Primitives: the same per call whatever the body (shown once per size).
+    Stage(8, "prim-seal", "primitive: one GCM-SIV seal of 24 bytes, ready cipher"),
+    Stage(9, "prim-nonce", "primitive: one 12-byte random nonce (WASI random_get)"),
+    Stage(10, "prim-keysetup", "primitive: one AES-256-GCM-SIV key setup"),
 ]
 
 
@@ -119,6 +127,8 @@ def stages(wasm_dir, keys, bodies, smoke=False):
             data = st.body(keys, body)
             ptr = ex["bench_body"](store, len(data))
             memory.write(store, data, ptr)
+            if ex["bench_prepare"](store) != 0:
+                raise SystemExit(f"bench-vm: bench_prepare failed at {label}")
             one = ex["bench_stage"](store, st.id, 1)
             if one == 2**64 - 1:
                 raise SystemExit(f"stage {st.key} failed at {label}")
@@ -135,7 +145,35 @@ def stages(wasm_dir, keys, bodies, smoke=False):
                                    "iterations": iters * rounds}
             print(f"stage {st.key:10s} {label:8s} {med / 1e3:10.2f} us", flush=True)
         out.append(row)
+    _native(wasm_dir, keys, bodies, out, smoke)
     return out
+
+
+def _native(wasm_dir, keys, bodies, rows, smoke):
+    """The same stages natively (bench/vm/src/bin/native.rs), beside the VM figures."""
+    import subprocess
+    import tempfile
+
+    exe = os.path.join(os.path.dirname(os.path.dirname(wasm_dir)), "release", "native")
+    if not os.path.exists(exe):
+        raise SystemExit(f"missing {exe}: run `make bench-build`")
+    with tempfile.TemporaryDirectory() as d:
+        files = {}
+        for label, body in bodies.items():
+            path = os.path.join(d, label.replace(" ", "") + ".json")
+            with open(path, "wb") as f:
+                f.write(body)
+            files[path] = label
+        env = {**os.environ, **dict(keys.env), "BENCH_NATIVE_BUDGET_MS": "20" if smoke else "200"}
+        res = subprocess.run([exe, *files], capture_output=True, text=True, env=env, timeout=1200)
+        if res.returncode != 0:
+            raise SystemExit(f"native stages failed: {res.stderr.strip()}")
+    by_id = {st.id: row for st, row in zip(STAGES, rows)}
+    for line in res.stdout.splitlines():
+        r = json.loads(line)
+        row = by_id.get(r["stage"])
+        if row is not None:
+            row["sizes"][files[r["file"]]]["native_us"] = round(r["median_ns"] / 1e3, 2)
 
 
 def memory(wasm_dir, keys, body_1mib, headers):

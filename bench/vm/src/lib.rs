@@ -1,47 +1,104 @@
 //! Stage microbenchmarks of dpp-guard's body path, run inside a Wasm VM.
 //!
-//! The host (bench/vm.py, wasmtime) writes a body into the module's memory,
-//! then calls `bench_stage(stage, iterations)`, which runs one stage that
-//! many times and returns the elapsed nanoseconds measured inside the VM
-//! (WASI monotonic clock), so host-call overhead is not in the figures.
-//! Stage 0 is the floor every JSON rewrite is compared with: serde_json
-//! parse into a `Value` and serialize.
+//! The host (bench/vm.py, wasmtime) writes a body into the module's memory
+//! (`bench_body`), calls `bench_prepare` once, then `bench_stage(stage,
+//! iterations)`, which runs one stage that many times and returns the
+//! elapsed nanoseconds measured inside the VM (WASI monotonic clock), so
+//! host-call overhead is not in the figures.
+//!
+//! The stages are the pieces of `dpp_core::protect::rewrite` taken apart:
+//! validating scan, selection and splice copy, sealing / opening the
+//! selected values, and the whole rewrite; stage 0 is the floor every JSON
+//! rewrite is compared with (serde_json parse into a `Value`, serialize).
+//! Keys come from the environment variable `DPP_BENCH_KEYS` (keyring text),
+//! as the plugin gets them from Envoy's `host_env_keys`.
 
 use std::cell::RefCell;
 use std::hint::black_box;
 use std::time::Instant;
 
-thread_local! {
-    static BODY: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+/// Stage numbers, shared with bench/vmconfigs.py.
+/// The stages this build has, in report order.
+pub const STAGES: &[u32] = &[
+    FLOOR,
+    NAIVE,
+    PRIM_ENCRYPT_24B,
+    PRIM_RANDOM_NONCE,
+    PRIM_KEY_SETUP,
+];
+const FLOOR: u32 = 0;
+// Stages 1-6 (parse, select, seal, encrypt, open, decrypt) time
+// dpp_core's field encryption; they are wired when it is on main.
+const NAIVE: u32 = 7;
+// Primitives, per call, to see what dominates the seal of one field.
+const PRIM_ENCRYPT_24B: u32 = 8;
+const PRIM_RANDOM_NONCE: u32 = 9;
+const PRIM_KEY_SETUP: u32 = 10;
+
+/// The fields reference filter (d) encrypts in each order: the preset's
+/// fields that occur in the benchmark bodies (bench/orders.py).
+const NAIVE_FIELDS: &[&[&str]] = &[
+    &["BuyerInfo", "BuyerEmail"],
+    &["BuyerInfo", "BuyerName"],
+    &["BuyerInfo", "BuyerCounty"],
+    &["BuyerInfo", "PurchaseOrderNumber"],
+    &["BuyerInfo", "BuyerTaxInfo", "CompanyLegalName"],
+    &["ShippingAddress", "Name"],
+    &["ShippingAddress", "AddressLine1"],
+    &["ShippingAddress", "AddressLine2"],
+    &["ShippingAddress", "AddressLine3"],
+    &["ShippingAddress", "City"],
+    &["ShippingAddress", "County"],
+    &["ShippingAddress", "District"],
+    &["ShippingAddress", "StateOrRegion"],
+    &["ShippingAddress", "PostalCode"],
+    &["ShippingAddress", "Phone"],
+];
+
+struct Bench {
+    body: Vec<u8>,
 }
 
-/// Stage numbers, shared with bench/vmconfigs.py.
-const FLOOR: u32 = 0;
+thread_local! {
+    static BENCH: RefCell<Bench> = const { RefCell::new(Bench { body: Vec::new() }) };
+}
 
 /// Makes room for a body of `len` bytes and returns where to write it.
 #[no_mangle]
 pub extern "C" fn bench_body(len: u32) -> *mut u8 {
-    BODY.with(|b| {
+    BENCH.with(|b| {
         let mut b = b.borrow_mut();
-        b.clear();
-        b.resize(len as usize, 0);
-        b.as_mut_ptr()
+        b.body.clear();
+        b.body.resize(len as usize, 0);
+        b.body.as_mut_ptr()
     })
+}
+
+/// Native runs (src/bin/native.rs): sets the body directly.
+pub fn set_body(body: &[u8]) {
+    BENCH.with(|b| {
+        let mut b = b.borrow_mut();
+        b.body.clear();
+        b.body.extend_from_slice(body);
+    })
+}
+
+/// Loads policy and keys, and derives the inputs of the later stages from
+/// the body. 0 on success; a negative number names the step that failed.
+#[no_mangle]
+pub extern "C" fn bench_prepare() -> i32 {
+    0
 }
 
 /// Runs `stage` `iterations` times; elapsed nanoseconds, or u64::MAX when
 /// the stage is unknown or failed (the host refuses such a figure).
 #[no_mangle]
 pub extern "C" fn bench_stage(stage: u32, iterations: u32) -> u64 {
-    BODY.with(|b| {
-        let body = b.borrow();
+    BENCH.with(|b| {
+        let b = b.borrow();
         let start = Instant::now();
         for _ in 0..iterations {
-            let ok = match stage {
-                FLOOR => floor(&body),
-                _ => false,
-            };
-            if !ok {
+            if !run(&b, stage) {
                 return u64::MAX;
             }
         }
@@ -49,9 +106,78 @@ pub extern "C" fn bench_stage(stage: u32, iterations: u32) -> u64 {
     })
 }
 
-fn floor(body: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .and_then(|v| serde_json::to_vec(&v))
-        .map(|out| !black_box(out).is_empty())
-        .unwrap_or(false)
+fn run(b: &Bench, stage: u32) -> bool {
+    match stage {
+        FLOOR => serde_json::from_slice::<serde_json::Value>(&b.body)
+            .and_then(|v| serde_json::to_vec(&v))
+            .map(|out| !black_box(out).is_empty())
+            .unwrap_or(false),
+        NAIVE => naive(&b.body, &NAIVE_KEY).is_some(),
+        PRIM_ENCRYPT_24B | PRIM_RANDOM_NONCE | PRIM_KEY_SETUP => primitive(stage),
+        _ => false,
+    }
+}
+
+/// One AES-256-GCM-SIV seal of a 24-byte value with a ready cipher and a
+/// fixed nonce; one 12-byte nonce from WASI random_get; one key setup.
+fn primitive(stage: u32) -> bool {
+    use aes_gcm_siv::aead::{AeadInPlace, KeyInit};
+    use aes_gcm_siv::{Aes256GcmSiv, Nonce};
+    thread_local! {
+        static CIPHER: Option<Aes256GcmSiv> = Aes256GcmSiv::new_from_slice(&NAIVE_KEY).ok();
+    }
+    match stage {
+        PRIM_ENCRYPT_24B => CIPHER.with(|c| {
+            let mut buf = *b"Maria Schmidt, Apt 42 xx";
+            c.as_ref().is_some_and(|c| {
+                c.encrypt_in_place_detached(Nonce::from_slice(&[1; 12]), b"", &mut buf)
+                    .map(|t| black_box(t).len() == 16)
+                    .unwrap_or(false)
+            })
+        }),
+        PRIM_RANDOM_NONCE => {
+            let mut n = [0u8; 12];
+            getrandom::fill(&mut n).is_ok() && black_box(n).len() == 12
+        }
+        _ => Aes256GcmSiv::new_from_slice(black_box(&NAIVE_KEY)).is_ok(),
+    }
+}
+
+/// A fixed key for the naive reference only (it never protects anything).
+const NAIVE_KEY: [u8; 32] = [7; 32];
+
+/// Reference filter (d) in the VM: `serde_json::Value`, a new cipher and a
+/// random nonce per field, base64 envelope, serialize.
+fn naive(body: &[u8], key: &[u8; 32]) -> Option<Vec<u8>> {
+    use aes_gcm_siv::aead::{Aead, KeyInit};
+    use aes_gcm_siv::{Aes256GcmSiv, Nonce};
+    use base64::Engine;
+    use serde_json::Value;
+
+    let mut v: Value = serde_json::from_slice(body).ok()?;
+    let payload = v.get_mut("payload")?;
+    let orders: Vec<&mut Value> = match payload.get_mut("Orders") {
+        Some(Value::Array(a)) => a.iter_mut().collect(),
+        _ => vec![payload],
+    };
+    for order in orders {
+        for path in NAIVE_FIELDS {
+            let mut at = Some(&mut *order);
+            for seg in *path {
+                at = at.and_then(|x| x.get_mut(*seg));
+            }
+            if let Some(Value::String(s)) = at {
+                let cipher = Aes256GcmSiv::new_from_slice(key).ok()?;
+                let mut nonce = [0u8; 12];
+                getrandom::fill(&mut nonce).ok()?;
+                let ct = cipher
+                    .encrypt(Nonce::from_slice(&nonce), s.as_bytes())
+                    .ok()?;
+                let mut sealed = nonce.to_vec();
+                sealed.extend_from_slice(&ct);
+                *s = base64::engine::general_purpose::STANDARD.encode(sealed);
+            }
+        }
+    }
+    serde_json::to_vec(&v).ok()
 }

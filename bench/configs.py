@@ -83,6 +83,48 @@ LOOPBACK_EXEMPT = {
     "recorder": {"exempt": {"reason": "benchmark: loopback recorder for checks"}},
 }
 
+# Protected routes: wrk speaks plaintext HTTP to Envoy, so the listener is
+# declared to sit behind a TLS terminator (docs/policy.md
+# `transport.downstream.trusted_tls_terminator`); the TLS cost of a real
+# client hop is Envoy's, the same with or without dpp-guard.
+PROTECTED_TRANSPORT = {
+    "upstream": {"clusters": LOOPBACK_EXEMPT},
+    "downstream": {"trusted_tls_terminator": True},
+}
+
+
+def keyring_text(raw32):
+    """dpp-guard keyring text (docs/policy.md `keys`): one key, primary."""
+    import base64
+
+    k = base64.urlsafe_b64encode(raw32).rstrip(b"=").decode()
+    return f"primary=bench1 bench1={k}"
+
+
+# The encrypt path: every sp-api-orders preset field of the request body.
+ENCRYPT_POLICY = {
+    "version": 1,
+    "keys": {"env": "DPP_BENCH_KEYS"},
+    "routes": [{
+        "name": "orders",
+        "match": {"path": {"prefix": "/orders/"}},
+        "encrypt": [{"direction": "request", "preset": "sp-api-orders"}],
+    }],
+    "transport": PROTECTED_TRANSPORT,
+}
+
+# The decrypt path: the same fields, opened for an entitled upstream.
+DECRYPT_POLICY = {
+    "version": 1,
+    "keys": {"env": "DPP_BENCH_KEYS"},
+    "routes": [{
+        "name": "orders",
+        "match": {"path": {"prefix": "/orders/"}},
+        "decrypt": [{"direction": "request", "preset": "sp-api-orders"}],
+    }],
+    "transport": PROTECTED_TRANSPORT,
+}
+
 # A policy that protects /orders/ but not the path the request goes to.
 UNPROTECTED_POLICY = {
     "version": 1,
@@ -135,9 +177,65 @@ def _upstream_guard(ctx):
                           json.dumps(GUARD_POLICY), vm_id="dpp_guard")]
 
 
+# Access records on: the unprotected policy plus a `logging` section with a
+# log key (records pseudonymized and sealed), a scrubbed header, and Envoy's
+# file access logger printing the record (docs/policy.md `logging`).
+RECORDS_POLICY = {
+    **UNPROTECTED_POLICY,
+    "logging": {"log_key_env": "DPP_BENCH_LOG_KEY", "require_log_key": True,
+                "request_headers": ["user-agent"]},
+}
+
+
+def _access_log(ctx):
+    return [{
+        "name": "envoy.access_loggers.file",
+        "typed_config": {
+            "@type": E.FILE_LOG,
+            "path": ctx.access_log_path("i"),
+            "log_format": {"text_format_source": {"inline_string": "%FILTER_STATE(wasm.dpp_access_log:PLAIN)%\n"}},
+        },
+    }]
+
+
+def records_written(ctx, e):
+    """Every request leaves a record; a PII query string never reaches the log."""
+    import time
+    import urllib.request
+
+    pii = "maria.schmidt@marketplace.example"
+    req = urllib.request.Request(f"http://127.0.0.1:{e.port}{UNPROTECTED_PATH}?buyer={pii}", method="GET")
+    with urllib.request.urlopen(req, timeout=10):
+        pass
+    path = ctx.access_log_path("i")
+    deadline = time.time() + 5
+    text = ""
+    while time.time() < deadline:
+        text = open(path).read() if os.path.exists(path) else ""
+        if len([ln for ln in text.splitlines() if ln.strip() not in ("", "-")]) >= 3:
+            break
+        time.sleep(0.2)
+    records = [ln for ln in text.splitlines() if ln.strip() not in ("", "-")]
+    assert len(records) >= 3, f"expected an access record per request, found {len(records)}"
+    json.loads(records[-1])
+    assert pii not in text, "a PII query string reached the access log"
+
+
 def guard_refuses_plaintext(ctx, sent, rec):
     """Sent to the plaintext recorder cluster, the request must be refused before any byte leaves."""
     assert rec is None, "the upstream guard let a request reach a plaintext upstream"
+
+
+def pii_decrypted(ctx, sent, rec):
+    """The upstream gets the original order back, every field in clear."""
+    assert rec is not None, "upstream received nothing"
+    assert json.loads(rec["body"]) == ctx.order_doc, "decrypted body differs from the original order"
+    assert json.loads(sent) != ctx.order_doc, "the decrypt path was not given envelopes"
+
+
+def _encrypted_order(ctx):
+    """The order as the encrypt path (f) sends it upstream: envelopes in every PII field."""
+    return ctx.through("f", ORDERS_PATH, ctx.order_body)
 
 
 CONFIGS = [
@@ -164,5 +262,9 @@ def selected(keys):
     unknown = wanted - {c.key for c in CONFIGS}
     if unknown:
         raise SystemExit(f"unknown configuration(s): {', '.join(sorted(unknown))}")
+    # A configuration whose body comes from another needs that one running too.
+    needs = {"g": {"f"}}
+    for k in list(wanted):
+        wanted |= needs.get(k, set())
     return [c for c in CONFIGS if c.key in wanted or c.key in BASELINES]
 

@@ -55,10 +55,19 @@ class Ctx:
         self.order_doc = orders.order_document()
         self.order_body = orders.dumps(self.order_doc)
         # Fresh keys for every run; they live in the Envoy processes' environment only.
-        self.env = {"BENCH_NAIVE_KEY": secrets.token_hex(32)}
-        self.dpp_env_keys = []
+        # dpp-guard's keyring and log key reach the VM only through Envoy's
+        # host_env_keys, as in a deployment.
+        self.env = {
+            "BENCH_NAIVE_KEY": secrets.token_hex(32),
+            "DPP_BENCH_KEYS": C.keyring_text(secrets.token_bytes(32)),
+            "DPP_BENCH_LOG_KEY": secrets.token_hex(32),
+        }
+        self.dpp_env_keys = ["DPP_BENCH_KEYS", "DPP_BENCH_LOG_KEY"]
         self.envoys = {}
         self.recorder = None
+
+    def access_log_path(self, key):
+        return os.path.join(self.workdir, f"access-{key}.log")
 
     def through(self, key, path, body):
         """What the upstream receives when `body` goes through configuration `key`.

@@ -12,11 +12,12 @@ def _median(runs, key):
     return statistics.median(vals) if vals else None
 
 
-def build(configs, results, checks, rss, host_calls, upstream_direct, profiles, baselines, settings, machine, date):
+def build(configs, results, checks, rss, host_calls, pooling, upstream_direct, profiles, baselines, settings, machine, date):
     rows = []
     for cfg in configs:
         row = {"key": cfg.key, "label": cfg.label, "check": checks.get(cfg.key) or "ok",
                "envoy_rss_kib": rss.get(cfg.key), "wasm_calls_per_request": host_calls.get(cfg.key),
+               "upstream_pooling": pooling.get(cfg.key),
                "profiles": {}}
         for pname, conns in profiles:
             runs = results.get(cfg.key, {}).get(pname, [])
@@ -110,9 +111,14 @@ def markdown(doc):
         ]
     hc = [r for r in doc["configs"] if r.get("wasm_calls_per_request") and r["wasm_calls_per_request"]["vm_callbacks"]]
     if hc:
-        lines += ["Proxy-wasm crossings per request (Envoy wasm trace log, sequential requests): "
+        lines += ["Proxy-wasm crossings per request (Envoy wasm trace log, 20 requests on one keep-alive connection): "
                   + ", ".join(f"({r['key']}) {r['wasm_calls_per_request']['host_calls']:g} host calls + "
                               f"{r['wasm_calls_per_request']['vm_callbacks']:g} VM callbacks" for r in hc), ""]
+    pool = [(r["key"], r["upstream_pooling"]) for r in doc["configs"]
+            if r.get("upstream_pooling") and r["upstream_pooling"].get("requests")]
+    if pool:
+        lines += ["Upstream connections opened / requests sent upstream (connection reuse): "
+                  + ", ".join(f"({k}) {p['connections']:,}/{p['requests']:,}" for k, p in pool), ""]
     rss = [(r["key"], r["envoy_rss_kib"]) for r in doc["configs"] if r.get("envoy_rss_kib")]
     if rss:
         lines += ["Envoy resident memory after the run (MiB): "

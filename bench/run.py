@@ -11,6 +11,7 @@ Writes <out>/results.json, <out>/results.md and <out>/results.png.
 
 import argparse
 import datetime
+import http.client
 import http.server
 import json
 import os
@@ -210,10 +211,21 @@ def count_host_calls(e, cfg, ctx, n=20):
         e.wait_ready()
         port = e.listener_port("bench")
         body = ctx.envoys[cfg.key].body
-        post(port, cfg.path, body)  # first request: connections, VM warm-up
+        # One keep-alive connection, as wrk's: upstream connections are pooled.
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+
+        def one():
+            conn.request("POST", cfg.path, body=body, headers={"content-type": "application/json"})
+            r = conn.getresponse()
+            r.read()
+            if r.status != 200:
+                raise RuntimeError(f"{cfg.key}: status {r.status} while counting host calls")
+
+        one()  # first request: connections, VM warm-up
         mark = e.log_size()
         for _ in range(n):
-            post(port, cfg.path, body)
+            one()
+        conn.close()
     finally:
         e.stop()  # flushes the log
     text = e.log_since(mark)
@@ -396,6 +408,13 @@ def main():
                                            cpus["load"]))
 
         rss = {cfg.key: rss_kib(e.pid()) for cfg, e in measured}
+        # Upstream connection reuse: a proxy that opens a connection per
+        # request measures connection set-up, not the filter.
+        pooling = {}
+        for cfg, e in measured:
+            st = e.stats("cluster.upstream.upstream_")
+            pooling[cfg.key] = {"connections": st.get("cluster.upstream.upstream_cx_total"),
+                                "requests": st.get("cluster.upstream.upstream_rq_total")}
 
         # Host calls per request, counted from Envoy's wasm trace log: a
         # figure no machine noise can blur, and the usual suspect when a
@@ -404,7 +423,7 @@ def main():
         for cfg, _ in measured:
             host_calls[cfg.key] = count_host_calls(start_proxy(cfg, cfg.key + "-trace", "trace"), cfg, ctx)
         doc = report.build(
-            configs=[cfg for cfg, _ in running], results=results, checks=checks, rss=rss, host_calls=host_calls,
+            configs=[cfg for cfg, _ in running], results=results, checks=checks, rss=rss, host_calls=host_calls, pooling=pooling,
             upstream_direct=upstream_direct, profiles=profiles, baselines=C.BASELINES,
             settings={
                 "reps": reps, "seconds_per_run": seconds, "warmup_seconds": warmup,

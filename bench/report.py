@@ -104,8 +104,9 @@ def markdown(doc):
     up = doc["upstream_direct"]
     if up["rps_median"]:
         lines += [
-            f"Upstream alone (wrk straight at the direct_response Envoy, {doc['settings']['cpu_pinning'].get('upstream')} "
-            f"shared with wrk): {up['rps_median']:,.0f} req/s, p50 {up['p50_us_median']:,.0f} µs — the "
+            f"Upstream alone (wrk straight at the direct_response Envoy, which shares CPU "
+            f"{doc['settings']['cpu_pinning'].get('upstream')} with wrk, 16 connections): "
+            f"{up['rps_median']:,.0f} req/s, p50 {up['p50_us_median']:,.0f} µs — the "
             "upstream is not the bottleneck when this exceeds every row above.",
             "",
         ]

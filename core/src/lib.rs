@@ -8,8 +8,12 @@
 
 pub mod decision;
 pub mod events;
+pub mod logkey;
 pub mod policy;
+pub mod scrub;
 
 pub use decision::{LocalReply, RequestDecision, RequestFacts, ResponseHeaderEdits};
 pub use events::{EventKind, SecurityEvent, Severity};
+pub use logkey::{LogKey, LogKeyError, Pseudonymizer};
 pub use policy::{Policy, PolicyError};
+pub use scrub::Scrubber;

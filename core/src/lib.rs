@@ -6,12 +6,14 @@
 //! Everything here is tested natively; the plugin crate only moves bytes
 //! between Envoy and these functions.
 
+pub mod access;
 pub mod decision;
 pub mod events;
 pub mod logkey;
 pub mod policy;
 pub mod scrub;
 
+pub use access::{AccessRecord, Actions, RequestLogFacts, TlsFacts};
 pub use decision::{LocalReply, RequestDecision, RequestFacts, ResponseHeaderEdits};
 pub use events::{EventKind, SecurityEvent, Severity};
 pub use logkey::{LogKey, LogKeyError, Pseudonymizer};

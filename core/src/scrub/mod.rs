@@ -22,6 +22,7 @@
 pub mod detect;
 pub mod encoding;
 mod headers;
+pub use headers::HeaderOutcome;
 pub mod keys;
 
 use crate::logkey::Pseudonymizer;

@@ -1,7 +1,7 @@
 use proptest::prelude::*;
 
 use super::encoding::{decode_fully, percent_encode};
-use super::headers::HeaderOutcome;
+use super::HeaderOutcome;
 use super::*;
 use crate::logkey::LogKey;
 

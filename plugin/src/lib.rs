@@ -3,8 +3,10 @@
 //! This crate is glue: it reads facts from Envoy, asks `dpp_core` what to do,
 //! and applies the answer. One small context type per concern:
 //! [`root::PolicyRoot`] owns the policy for a worker, [`stream::GuardedStream`]
-//! follows one HTTP request through its life.
+//! follows one HTTP request through its life, [`logging::LogSink`] turns
+//! events and access records into scrubbed log output.
 
+mod logging;
 mod root;
 mod stream;
 

@@ -156,6 +156,7 @@ class Envoy:
 
 def guard_values(**overrides: Any) -> dict[str, Any]:
     """Default placeholder values for the shipped configurations."""
-    values = {"LISTEN_PORT": 0, "ADMIN_PORT": 0, "DPP_GUARD_WASM": WASM, "ENVOY_DIR": ENVOY_DIR}
+    values = {"LISTEN_PORT": 0, "ADMIN_PORT": 0, "DPP_GUARD_WASM": WASM, "ENVOY_DIR": ENVOY_DIR,
+              "ACCESS_LOG": "/dev/stdout"}
     values.update(overrides)
     return values

@@ -37,13 +37,15 @@ class GuardStack:
         self.service = RecordingHttpServer(tls=self.service_leaf, responder=responder)
         self.envoy: Optional[Envoy] = None
         self.port = 0
+        self.access_log_path = self.workdir / "access.log"
 
     def values(self) -> dict[str, Any]:
         return guard_values(
             LISTENER_CERT=self.listener_leaf.cert, LISTENER_KEY=self.listener_leaf.key,
             SERVICE_ADDRESS="127.0.0.1", SERVICE_PORT=self.service.port,
             SERVICE_SNI="localhost", SERVICE_CA=self.pki.ca_cert,
-            DPP_GUARD_ECDS=self.workdir / "dpp-guard.ecds.yaml")
+            DPP_GUARD_ECDS=self.workdir / "dpp-guard.ecds.yaml",
+            ACCESS_LOG=self.access_log_path)
 
     def start(self) -> "GuardStack":
         self.service.start()
@@ -68,6 +70,10 @@ class GuardStack:
 
     def __exit__(self, *exc):
         self.stop()
+
+    def access_log(self) -> str:
+        """What Envoy's access log (envoy/dpp-guard.yaml's `access_log`) wrote so far."""
+        return self.access_log_path.read_text(errors="replace") if self.access_log_path.exists() else ""
 
     def request(self, method: str, path: str, **kw) -> client.Response:
         return client.request(self.port, method, path, ca=self.pki.ca_cert, **kw)

@@ -11,6 +11,7 @@ pub struct PolicyDoc {
     pub version: u64,
     #[serde(default)]
     pub routes: Vec<RouteDoc>,
+    pub logging: Option<super::logging::LoggingDoc>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -11,10 +11,12 @@
 //! does not change.
 
 mod doc;
+mod logging;
 mod route;
 
 use std::fmt;
 
+pub use logging::{LoggingPolicy, DEFAULT_LOG_KEY_ENV};
 pub use route::{HostMatch, MethodSet, PathMatch, Route, RouteMatch};
 
 /// The only policy version this build understands.
@@ -54,6 +56,10 @@ impl std::error::Error for PolicyError {}
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub routes: Vec<Route>,
+    pub logging: LoggingPolicy,
+    /// SHA-256 (hex) of the policy document as delivered: the identity of
+    /// this configuration in `policy_loaded` events.
+    pub sha256: String,
 }
 
 impl Policy {
@@ -81,13 +87,26 @@ impl Policy {
             }
             routes.push(Route::compile(r, &at)?);
         }
-        Ok(Policy { routes })
+        let logging = LoggingPolicy::compile(doc.logging)?;
+        Ok(Policy {
+            routes,
+            logging,
+            sha256: sha256_hex(bytes),
+        })
     }
 
     /// The first route whose match accepts the request, in policy order.
     pub fn match_route(&self, facts: &crate::RequestFacts<'_>) -> Option<&Route> {
         self.routes.iter().find(|r| r.matcher.matches(facts))
     }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]

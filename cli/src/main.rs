@@ -2,6 +2,8 @@
 
 use std::process::ExitCode;
 
+mod verify_log;
+
 const USAGE: &str = "usage: dpp-guard <command> [args]
 
 commands:
@@ -12,12 +14,13 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("validate-policy") => validate_policy(&args[1..]),
+        Some("verify-log") => verify_log::run(&args[1..]),
         Some("-h" | "--help" | "help") => {
-            print!("{USAGE}");
+            print!("{USAGE}{}", verify_log::USAGE);
             ExitCode::SUCCESS
         }
         _ => {
-            eprint!("{USAGE}");
+            eprint!("{USAGE}{}", verify_log::USAGE);
             ExitCode::from(2)
         }
     }

@@ -167,15 +167,21 @@ pub struct Verified {
 }
 
 /// Checks every record of `log` (any text with one record per line; other
-/// lines are ignored). Returns the first broken link in file order.
+/// lines are ignored; a record repeated byte for byte counts once). Returns the first broken link in file order.
 /// `from_start`: every chain must begin at seq 0 (the log is complete from
 /// the plugin's start), which makes head truncation visible too.
 pub fn verify(log: &str, key: &ChainKey, from_start: bool) -> Result<Verified, Broken> {
     let mut found = Vec::new();
+    // The same record printed by two loggers (access log and plugin log
+    // into one file) is one record: exact duplicates count once.
+    let mut seen = std::collections::HashSet::new();
     for (i, line) in log.lines().enumerate() {
         let Some(text) = record_text(line) else {
             continue;
         };
+        if !seen.insert(text.clone()) {
+            continue;
+        }
         match parse(i + 1, &text) {
             Ok(f) => found.push(f),
             Err(problem) => {

@@ -219,3 +219,13 @@ fn unsealed_records_do_not_verify() {
     let b = verify(&line, &key().chain_key(), false).unwrap_err();
     assert!(b.problem.contains("not sealed"), "{b}");
 }
+
+#[test]
+fn a_record_on_two_channels_counts_once() {
+    let log = sealed_log(4);
+    let doubled: Vec<String> = log
+        .iter()
+        .flat_map(|l| [l.clone(), format!("wasm log: dpp_access {l}")])
+        .collect();
+    assert_eq!(verify_lines(&doubled).unwrap().records, 4);
+}

@@ -242,3 +242,36 @@ def test_require_log_key_fails_closed(guard_stack):
     assert stack.service.requests == []
     assert any("field `logging.log_key_env`: environment variable DPP_GUARD_LOG_KEY is not set" in l
                for l in stack.envoy.plugin_lines())
+
+
+# Format operators that print nothing request-derived. Everything else
+# (%REQ(...)%, %DOWNSTREAM_REMOTE_ADDRESS%, %PATH%, ...) can carry PII.
+SAFE_OPERATORS = {"FILTER_STATE(wasm.dpp_access_log:PLAIN)", "START_TIME", "RESPONSE_CODE",
+                  "RESPONSE_FLAGS", "DURATION"}
+
+
+def access_logs(node):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "access_log":
+                yield from v
+            else:
+                yield from access_logs(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from access_logs(v)
+
+
+def test_shipped_envoy_configs_log_only_the_scrubbed_record():
+    import yaml
+    configs = sorted((ROOT / "envoy").glob("*.yaml"))
+    found = 0
+    for path in configs:
+        doc = yaml.safe_load(re.sub(r"\$\{[A-Z0-9_]+\}", "0", path.read_text()))
+        for log in access_logs(doc):
+            found += 1
+            text = json.dumps(log.get("typed_config", {}).get("log_format", {}))
+            operators = set(re.findall(r"%([A-Z_]+(?:\([^)]*\))?(?::\d+)?)%", text))
+            assert "FILTER_STATE(wasm.dpp_access_log:PLAIN)" in operators, f"{path.name}: {text}"
+            assert operators <= SAFE_OPERATORS, f"{path.name} logs {operators - SAFE_OPERATORS}"
+    assert found, "the shipped bootstrap must have an access log printing the record"

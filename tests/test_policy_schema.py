@@ -40,6 +40,11 @@ INVALID = [
     ('{"version":1,"routes":[{"name":"a","match":{"methods":[]}}]}', "routes[0].match.methods"),
     ('{"version":1,"routes":[{"name":""}]}', "routes[0].name"),
     ('{"version":1,"routes":[{"name":"a","no_store":"yes"}]}', "routes[0].no_store"),
+    ('{"version":1,"logging":{"log_key_env":"1BAD"}}', "logging.log_key_env"),
+    ('{"version":1,"logging":{"plugin_logs":true}}', "logging.plugin_logs"),
+    ('{"version":1,"logging":{"request_headers":["a b"]}}', "logging.request_headers[0]"),
+    ('{"version":1,"logging":{"pii_keys":["--"]}}', "logging.pii_keys[0]"),
+    ('{"version":1,"logging":{"principal_header":"x y"}}', "logging.principal_header"),
 ]
 
 

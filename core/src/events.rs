@@ -239,6 +239,27 @@ mod tests {
     }
 
     #[test]
+    fn docs_list_every_kind_with_its_severity_and_the_metric_names() {
+        let docs = include_str!("../../docs/logging.md");
+        for k in EventKind::ALL {
+            let row = format!("| `{}` | {} |", k.name(), k.severity().name());
+            assert!(docs.contains(&row), "docs/logging.md lacks the row {row}");
+        }
+        for name in [
+            "dpp_guard_events_<event>",
+            "dpp_guard_events_by_severity_<severity>",
+            "dpp_guard_access_records",
+        ] {
+            assert!(docs.contains(name), "docs/logging.md lacks {name}");
+        }
+        assert_eq!(
+            Severity::High.metric_name(),
+            "dpp_guard.events_by_severity.high"
+        );
+        assert_eq!(ACCESS_RECORDS_METRIC, "dpp_guard.access_records");
+    }
+
+    #[test]
     fn log_line_is_prefix_and_json() {
         let line = SecurityEvent::new(EventKind::PolicyLoaded)
             .policy_sha256("ab")

@@ -68,7 +68,10 @@ impl PolicyRoot {
                 .detail(format!("{} routes", policy.routes.len())),
         );
         if let Some(e) = key_problem {
-            sink.emit(&SecurityEvent::new(EventKind::LogKeyUnavailable).detail(e.to_string()));
+            sink.emit(
+                &SecurityEvent::new(EventKind::LogKeyUnavailable)
+                    .detail(format!("{}: {}", e.field, e.problem)),
+            );
         }
         self.policy = Some(Rc::new(policy));
         self.sink = Some(sink);

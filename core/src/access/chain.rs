@@ -235,8 +235,11 @@ pub fn verify(log: &str, key: &ChainKey, from_start: bool) -> Result<Verified, B
                         Some(at) => format!(
                             "expected seq {expected} here; it appears later at line {at}: records were reordered"
                         ),
+                        None if f.seq == expected + 1 => format!(
+                            "seq {expected} missing after seq {last_seq}: a record was deleted"
+                        ),
                         None => format!(
-                            "seq {expected}..{} missing after seq {last_seq}: records were deleted",
+                            "seq {expected}..={} missing after seq {last_seq}: records were deleted",
                             f.seq - 1
                         ),
                     }));

@@ -52,6 +52,14 @@ pub fn detect(text: &str) -> Vec<Detection> {
 /// Like [`detect`], but the byte ranges in `claimed` (already handled by
 /// the caller) are skipped and act as boundaries.
 pub fn detect_unclaimed(text: &str, claimed: &[(usize, usize)]) -> Vec<Detection> {
+    // Every detector needs an `@`, a digit or a `:`: most path segments and
+    // header values have none and skip the copy and the scans.
+    if !text
+        .bytes()
+        .any(|c| c == b'@' || c == b':' || c.is_ascii_digit())
+    {
+        return Vec::new();
+    }
     let mut work = text.as_bytes().to_vec();
     for (s, e) in claimed {
         if let Some(span) = work.get_mut(*s..*e) {

@@ -157,11 +157,6 @@ impl Scrubber {
             while is_word(at(r)) {
                 r += 1;
             }
-            let word = text.get(i..r).unwrap_or_default();
-            if !self.keys.contains(word) {
-                i = r;
-                continue;
-            }
             let mut j = r;
             if matches!(at(j), b'"' | b'\'') {
                 j += 1;
@@ -169,7 +164,10 @@ impl Scrubber {
             while at(j) == b' ' {
                 j += 1;
             }
-            if !matches!(at(j), b'=' | b':') {
+            // Only a word followed by `=` or `:` can be a key; the name
+            // lookup (which normalises) runs for those alone.
+            let word = text.get(i..r).unwrap_or_default();
+            if !matches!(at(j), b'=' | b':') || !self.keys.contains(word) {
                 i = r;
                 continue;
             }

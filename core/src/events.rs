@@ -209,6 +209,9 @@ pub fn known_method(method: &str) -> &'static str {
 /// A request id is logged only if it is short and made of id characters
 /// (UUIDs, ULIDs, hex): a client-chosen id could otherwise carry PII.
 pub fn safe_request_id(id: &str) -> Option<&str> {
+    if is_uuid(id) {
+        return Some(id);
+    }
     let ok = !id.is_empty()
         && id.len() <= 64
         && id.bytes().all(|c| c.is_ascii_hexdigit() || c == b'-')
@@ -216,6 +219,15 @@ pub fn safe_request_id(id: &str) -> Option<&str> {
             .iter()
             .any(|d| d.kind != crate::scrub::PiiKind::Card);
     ok.then_some(id)
+}
+
+/// The canonical 8-4-4-4-12 hex form Envoy generates.
+fn is_uuid(id: &str) -> bool {
+    let groups: Vec<&str> = id.split('-').collect();
+    groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && groups
+            .iter()
+            .all(|g| g.bytes().all(|c| c.is_ascii_hexdigit()))
 }
 
 #[cfg(test)]
@@ -273,6 +285,7 @@ mod tests {
     #[test]
     fn request_ids_that_could_carry_pii_are_dropped() {
         let ok = "0f8fad5b-d9cb-469f-a165-70867728950e";
+        assert!(safe_request_id("12345678-1234-5678-1234-567812345678").is_some());
         assert_eq!(
             SecurityEvent::new(EventKind::BodyRejected)
                 .request_id(ok)

@@ -384,6 +384,13 @@ fn phones(b: &[u8], out: &mut Vec<Detection>) {
         while end > i && !at(b, end - 1).is_ascii_digit() {
             end -= 1;
         }
+        // Digits glued to letters (`1234-5678-abcd`, a UUID's groups) are
+        // part of an identifier, not a phone number.
+        let glued = r == end || matches!(at(b, r - 1), b'-' | b'.');
+        if glued && at(b, r).is_ascii_alphanumeric() {
+            i = r.max(i + 1);
+            continue;
+        }
         let span = b.get(i..end).unwrap_or_default();
         let groups: Vec<&[u8]> = span
             .split(|x| !x.is_ascii_digit())
@@ -475,6 +482,8 @@ mod tests {
             ]
         );
         assert!(kinds("on 2026-11-28 id 5551234567 v 1.2.3").is_empty());
+        // UUIDs and other hyphenated identifiers are not phones.
+        assert!(kinds("/orders/12345678-1234-5678-9abc-123456789012 1234-5678-abcd").is_empty());
     }
 
     #[test]

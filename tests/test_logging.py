@@ -275,3 +275,33 @@ def test_shipped_envoy_configs_log_only_the_scrubbed_record():
             assert "FILTER_STATE(wasm.dpp_access_log:PLAIN)" in operators, f"{path.name}: {text}"
             assert operators <= SAFE_OPERATORS, f"{path.name} logs {operators - SAFE_OPERATORS}"
     assert found, "the shipped bootstrap must have an access log printing the record"
+
+
+def test_each_worker_and_policy_load_has_its_own_verifiable_chain(guard_stack, log_key, tmp_path):
+    """Two Envoy workers, then a policy update through ECDS: every plugin
+    instance seals its own chain (own worker id, seq from 0); the mixed log
+    verifies, and the configuration change shows as a new policy hash."""
+    from test_foundation import replace_policy, wait_for
+
+    stack = guard_stack(policy=POLICY, env={"DPP_GUARD_LOG_KEY": log_key}, concurrency=2)
+    for i in range(16):  # fresh connections: the kernel spreads them over both workers
+        assert stack.request("GET", f"/orders/v0/orders/{i}").status == 200
+    before = wait_for_records(stack, 16)
+    assert len({r["worker"] for r in before}) == 2
+
+    updated = dict(POLICY, routes=POLICY["routes"] + [{"name": "extra", "match": {"path": {"prefix": "/x/"}}}])
+    replace_policy(stack, updated, tmp_path)
+    hashes = lambda: {json.loads(l.split("dpp_event ", 1)[1])["policy_sha256"]
+                      for l in stack.envoy.plugin_lines() if '"policy_loaded"' in l}
+    assert wait_for(lambda: len(hashes()) == 2), "the update is a configuration-change event with a new hash"
+    for i in range(6):
+        assert stack.request("GET", f"/orders/v0/orders/after-{i}").status == 200
+    recs = wait_for_records(stack, 22)
+    assert len(recs) == 22
+    assert len({r["worker"] for r in recs}) >= 3, "the new policy's instances start new chains"
+    for worker in {r["worker"] for r in recs}:
+        assert [r["seq"] for r in recs if r["worker"] == worker] == list(range(sum(r["worker"] == worker for r in recs)))
+
+    out = verify(stack.access_log_path, log_key, "--from-start")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "ok: 22 records" in out.stdout

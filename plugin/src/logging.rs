@@ -99,6 +99,14 @@ impl LogSink {
         Metrics::bump(self.metrics.by_severity.get(&event.severity));
     }
 
+    /// Logs free text that may hold request data (an error message quoting
+    /// a header, a JSON parse error) after scrubbing it. Plugin code logs
+    /// through this or through [`LogSink::emit`], never raw request data.
+    #[allow(dead_code)] // used by features that log request-derived text
+    pub fn note(&self, level: LogLevel, text: &str) {
+        log(level, &self.scrubber.text(text));
+    }
+
     /// Builds, seals and publishes one request's access record.
     pub fn access(&self, facts: &RequestLogFacts, actions: &Actions) {
         let record = AccessRecord::build(facts, actions, &self.scrubber);

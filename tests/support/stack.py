@@ -24,13 +24,14 @@ class GuardStack:
     def __init__(self, pki: TestPki, workdir: Optional[Path] = None, policy: Optional[Policy] = None,
                  responder: Optional[Responder] = None, env: Optional[Mapping[str, str]] = None,
                  bootstrap: Path = ENVOY_DIR / "dpp-guard.yaml",
-                 ecds: Path = ENVOY_DIR / "dpp-guard.ecds.yaml"):
+                 ecds: Path = ENVOY_DIR / "dpp-guard.ecds.yaml", concurrency: int = 1):
         self.pki = pki
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="dpp-stack-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.policy = policy
         self.env = dict(env or {})
         self.bootstrap = bootstrap
+        self.concurrency = concurrency
         self.ecds = ecds
         self.service_leaf = pki.leaf("service")
         self.listener_leaf = pki.leaf("listener")
@@ -52,7 +53,8 @@ class GuardStack:
         values = self.values()
         policies = {"dpp_guard": self.policy} if self.policy is not None else None
         write_ecds(self.ecds, values["DPP_GUARD_ECDS"], values, policies)
-        self.envoy = Envoy(render(self.bootstrap, values), self.workdir, env=self.env).start()
+        self.envoy = Envoy(render(self.bootstrap, values), self.workdir, env=self.env,
+                           concurrency=self.concurrency).start()
         self.port = self.envoy.listener_port("dpp_ingress")
         return self
 

@@ -305,3 +305,25 @@ def test_each_worker_and_policy_load_has_its_own_verifiable_chain(guard_stack, l
     out = verify(stack.access_log_path, log_key, "--from-start")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "ok: 22 records" in out.stdout
+
+
+def test_json_format_access_log_carries_a_verifiable_record(guard_stack, log_key, tmp_path):
+    """Users with structured logs put the record in Envoy's json_format; it
+    arrives as a JSON string value and still verifies."""
+    shipped = (ROOT / "envoy" / "dpp-guard.yaml").read_text()
+    text_format = 'text_format_source:\n                  inline_string: "%FILTER_STATE(wasm.dpp_access_log:PLAIN)%\\n"'
+    assert text_format in shipped
+    bootstrap = tmp_path / "json-log.yaml"
+    bootstrap.write_text(shipped.replace(text_format, 'json_format:\n                  start: "%START_TIME%"\n'
+                                         '                  dpp: "%FILTER_STATE(wasm.dpp_access_log:PLAIN)%"'))
+    stack = guard_stack(policy=POLICY, env={"DPP_GUARD_LOG_KEY": log_key}, bootstrap=bootstrap)
+    for _ in range(3):
+        assert stack.request("GET", f"/orders/v0/orders?BuyerEmail={quote(EMAIL, safe='')}").status == 200
+    deadline = time.monotonic() + 15
+    while stack.access_log().count("\n") < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    lines = [json.loads(l) for l in stack.access_log().splitlines()]
+    assert len(lines) == 3 and all(json.loads(l["dpp"])["dpp_access"] == 1 for l in lines)
+    assert EMAIL.lower() not in stack.access_log().lower()
+    out = verify(stack.access_log_path, log_key, "--from-start")
+    assert out.returncode == 0 and "ok: 3 records" in out.stdout, out.stdout + out.stderr

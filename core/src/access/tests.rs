@@ -229,3 +229,62 @@ fn a_record_on_two_channels_counts_once() {
         .collect();
     assert_eq!(verify_lines(&doubled).unwrap().records, 4);
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// Changing any one character of a sealed log never yields a log
+        /// that verifies with all its records: either a link breaks, or
+        /// (a record's marker destroyed, at a chain's end) a record is lost,
+        /// which the record count shows.
+        #[test]
+        fn any_single_change_is_detected(line in 0usize..9, pos in any::<prop::sample::Index>(), c in "[ -~]") {
+            let mut log = sealed_log(9);
+            let target = &log[line];
+            let start = target.find(chain::RECORD_MARKER).unwrap();
+            let i = start + pos.index(target.len() - start);
+            let c = c.chars().next().unwrap();
+            prop_assume!(!target[i..].starts_with(c));
+            let mut changed = target[..i].to_string();
+            changed.push(c);
+            changed.push_str(&target[i + 1..]);
+            log[line] = changed;
+            match verify_lines(&log) {
+                Err(_) => {}
+                Ok(v) => prop_assert!(v.records < 9, "a modified log verified whole"),
+            }
+        }
+
+        #[test]
+        fn verify_never_panics_on_garbage(text in any::<String>()) {
+            let _ = verify(&text, &key().chain_key(), false);
+            let _ = verify(&format!("{}{text}", chain::RECORD_MARKER), &key().chain_key(), true);
+        }
+
+        /// One e-mail, any claimed spelling, anywhere in the request: one pseudonym.
+        #[test]
+        fn pseudonym_is_stable_across_spellings(local in "[a-z][a-z0-9.]{0,10}[a-z0-9]", domain in "[a-z]{2,10}\\.(com|de|org)", upper in any::<bool>()) {
+            let email = format!("{local}@{domain}");
+            let s = scrubber();
+            let expected = s.text(&email);
+            let spelled = if upper { email.to_uppercase() } else { email.clone() };
+            let enc = crate::scrub::encoding::percent_encode(&spelled);
+            let twice = crate::scrub::encoding::percent_encode(&enc);
+            for path in [format!("/b/{spelled}"), format!("/b/{enc}"), format!("/b/{twice}")] {
+                let out = AccessRecord::build(&facts(&path), &Actions::default(), &s).path;
+                prop_assert_eq!(out, format!("/b/{expected}"));
+            }
+            for q in [format!("/q?BuyerEmail={enc}"), format!("/q?x={twice}")] {
+                let out = AccessRecord::build(&facts(&q), &Actions::default(), &s).path;
+                prop_assert!(out.ends_with(&format!("={expected}")), "{}", out);
+            }
+            let crate::scrub::HeaderOutcome::Value(h) = s.header("x-buyer-email", &spelled) else { panic!() };
+            prop_assert_eq!(h, expected);
+        }
+    }
+}

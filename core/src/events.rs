@@ -37,8 +37,13 @@ impl Severity {
     }
 
     /// Counter of all events of this severity (see docs/logging.md).
-    pub fn metric_name(self) -> String {
-        format!("{METRIC_PREFIX}.events_by_severity.{}", self.name())
+    pub fn metric_name(self) -> &'static str {
+        match self {
+            Severity::Info => "dpp_guard.events_by_severity.info",
+            Severity::Warning => "dpp_guard.events_by_severity.warning",
+            Severity::High => "dpp_guard.events_by_severity.high",
+            Severity::Critical => "dpp_guard.events_by_severity.critical",
+        }
     }
 }
 
@@ -51,7 +56,7 @@ pub enum Category {
     Configuration,
     /// A request was refused by a control.
     Refusal,
-    /// Field encryption or decryption failed.
+    /// Field encryption or decryption failed (used by the encryption kinds).
     Crypto,
     /// A connection did not meet transport requirements.
     Transport,
@@ -86,6 +91,11 @@ macro_rules! event_kinds {
             pub fn category(self) -> Category {
                 match self { $(EventKind::$variant => Category::$cat,)* }
             }
+
+            /// Counter of this kind's events (`dpp_guard.events.<name>`).
+            pub fn metric_name(self) -> &'static str {
+                match self { $(EventKind::$variant => concat!("dpp_guard.events.", $name),)* }
+            }
         }
     };
 }
@@ -97,27 +107,28 @@ event_kinds! {
     PolicyRejected = "policy_rejected", Critical, Configuration;
     /// A request was refused by a route's kill switch.
     KillSwitchRefusal = "kill_switch_refusal", Warning, Refusal;
-    /// A protected request or response body was not acceptable (not JSON,
-    /// too large, a selector's target of the wrong type): refused.
-    BodyRejected = "body_rejected", Warning, Refusal;
-    /// A field could not be decrypted (unknown key id, failed authentication).
-    DecryptionFailed = "decryption_failed", High, Crypto;
-    /// A field could not be encrypted; the request was refused, never sent in clear.
-    EncryptionFailed = "encryption_failed", High, Crypto;
-    /// A protected request would have gone to an upstream without TLS: refused.
-    PlaintextUpstreamRefused = "plaintext_upstream_refused", High, Transport;
-    /// A protected route was requested over a downstream connection without TLS.
-    PlaintextDownstreamRefused = "plaintext_downstream_refused", High, Transport;
+    /// Upstream guard: the upstream connection had no TLS; request not sent.
+    UpstreamPlaintextRefused = "upstream_plaintext_refused", High, Transport;
+    /// Upstream guard: TLS below the policy minimum; request not sent.
+    UpstreamTlsVersionRefused = "upstream_tls_version_refused", High, Transport;
+    /// Upstream guard: peer certificate does not match the cluster pin.
+    UpstreamIdentityRefused = "upstream_identity_refused", High, Transport;
+    /// Upstream guard: no connection within the wait bound; request not sent.
+    UpstreamWaitExpired = "upstream_wait_expired", Warning, Transport;
+    /// Upstream guard: the stream ended while waiting (connect failed).
+    UpstreamConnectionGone = "upstream_connection_gone", Info, Transport;
+    /// At start: a cluster is exempt from the TLS requirement.
+    UpstreamTlsExemption = "upstream_tls_exemption", Warning, Configuration;
+    /// At start: downstream plaintext accepted (trusted TLS terminator).
+    TrustedTlsTerminator = "trusted_tls_terminator", Warning, Configuration;
+    /// A protected route was called without TLS.
+    DownstreamPlaintextRefused = "downstream_plaintext_refused", High, Transport;
+    /// Defence in depth: a plaintext upstream answered; the guard was
+    /// missing or bypassed.
+    PlaintextUpstreamObserved = "plaintext_upstream_observed", Critical, Transport;
     /// The log key is missing or malformed: logs carry placeholders instead
     /// of pseudonyms and access records carry no chain MAC.
     LogKeyUnavailable = "log_key_unavailable", Warning, Logging;
-}
-
-impl EventKind {
-    /// Counter of this kind's events.
-    pub fn metric_name(self) -> String {
-        format!("{METRIC_PREFIX}.events.{}", self.name())
-    }
 }
 
 /// Counter of access records written (one per request the filter saw).
@@ -287,7 +298,7 @@ mod tests {
         let ok = "0f8fad5b-d9cb-469f-a165-70867728950e";
         assert!(safe_request_id("12345678-1234-5678-1234-567812345678").is_some());
         assert_eq!(
-            SecurityEvent::new(EventKind::BodyRejected)
+            SecurityEvent::new(EventKind::KillSwitchRefusal)
                 .request_id(ok)
                 .request_id
                 .as_deref(),

@@ -12,6 +12,7 @@ pub mod events;
 pub mod logkey;
 pub mod policy;
 pub mod scrub;
+pub mod transport;
 
 pub use access::{AccessRecord, Actions, RequestLogFacts, TlsFacts};
 pub use decision::{LocalReply, RequestDecision, RequestFacts, ResponseHeaderEdits};

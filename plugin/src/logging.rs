@@ -5,7 +5,6 @@
 //! request-derived is scrubbed in `dpp_core` before it gets here.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use dpp_core::access::chain::LogChain;
 use dpp_core::events::ACCESS_RECORDS_METRIC;
@@ -13,9 +12,9 @@ use dpp_core::{
     AccessRecord, Actions, EventKind, RequestLogFacts, Scrubber, SecurityEvent, Severity,
 };
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{LogLevel, MetricType};
+use proxy_wasm::types::LogLevel;
 
-use crate::log;
+use crate::{log, metrics};
 
 /// Filter-state name of the access record: Envoy prints it with
 /// `%FILTER_STATE(wasm.dpp_access_log:PLAIN)%`. A single-segment property
@@ -25,36 +24,31 @@ pub const ACCESS_LOG_PROPERTY: &str = "dpp_access_log";
 /// Prefix of access records written to the plugin log.
 pub const ACCESS_LOG_PREFIX: &str = "dpp_access ";
 
-/// Counters defined at configure time; a metric that could not be defined
-/// is simply not counted (a lost count must not fail a request).
-#[derive(Default)]
-struct Metrics {
-    by_kind: HashMap<EventKind, u32>,
-    by_severity: HashMap<Severity, u32>,
-    access_records: Option<u32>,
+/// Logs an event as one `dpp_event {json}` line at a level matching its
+/// severity, and counts it per kind and per severity. Every root (the
+/// policy filter and the upstream guard) reports events through this.
+pub fn emit(event: &SecurityEvent) {
+    let level = match event.severity {
+        Severity::Info => LogLevel::Info,
+        Severity::Warning => LogLevel::Warn,
+        Severity::High => LogLevel::Error,
+        Severity::Critical => LogLevel::Critical,
+    };
+    log(level, &event.to_log_line());
+    metrics::increment(event.event.metric_name());
+    metrics::increment(event.severity.metric_name());
 }
 
-impl Metrics {
-    fn define() -> Metrics {
-        let counter = |name: &str| hostcalls::define_metric(MetricType::Counter, name).ok();
-        Metrics {
-            by_kind: EventKind::ALL
-                .iter()
-                .filter_map(|k| Some((*k, counter(&k.metric_name())?)))
-                .collect(),
-            by_severity: Severity::ALL
-                .iter()
-                .filter_map(|s| Some((*s, counter(&s.metric_name())?)))
-                .collect(),
-            access_records: counter(ACCESS_RECORDS_METRIC),
-        }
+/// Defines every event counter, so that dashboards read 0 rather than
+/// "no data" for kinds that have not happened yet.
+pub fn define_metrics() {
+    for kind in EventKind::ALL {
+        metrics::define(kind.metric_name());
     }
-
-    fn bump(id: Option<&u32>) {
-        if let Some(id) = id {
-            let _ = hostcalls::increment_metric(*id, 1);
-        }
+    for severity in Severity::ALL {
+        metrics::define(severity.metric_name());
     }
+    metrics::define(ACCESS_RECORDS_METRIC);
 }
 
 /// Per-worker logging state.
@@ -64,7 +58,6 @@ pub struct LogSink {
     plugin_log: bool,
     pub request_headers: Vec<String>,
     pub principal_header: Option<String>,
-    metrics: Metrics,
 }
 
 impl LogSink {
@@ -81,22 +74,12 @@ impl LogSink {
             plugin_log,
             request_headers,
             principal_header,
-            metrics: Metrics::define(),
         }
     }
 
-    /// Logs an event as one `dpp_event {json}` line at a level matching its
-    /// severity, and counts it.
+    /// Reports a security event (see [`emit`]).
     pub fn emit(&self, event: &SecurityEvent) {
-        let level = match event.severity {
-            Severity::Info => LogLevel::Info,
-            Severity::Warning => LogLevel::Warn,
-            Severity::High => LogLevel::Error,
-            Severity::Critical => LogLevel::Critical,
-        };
-        log(level, &event.to_log_line());
-        Metrics::bump(self.metrics.by_kind.get(&event.event));
-        Metrics::bump(self.metrics.by_severity.get(&event.severity));
+        emit(event);
     }
 
     /// Logs free text that may hold request data (an error message quoting
@@ -121,6 +104,6 @@ impl LogSink {
         if self.plugin_log {
             log(LogLevel::Info, &format!("{ACCESS_LOG_PREFIX}{line}"));
         }
-        Metrics::bump(self.metrics.access_records.as_ref());
+        metrics::increment(ACCESS_RECORDS_METRIC);
     }
 }

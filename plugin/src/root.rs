@@ -55,6 +55,7 @@ impl PolicyRoot {
         let chain = LogChain::new(worker_id(), key.as_ref().map(|k| k.chain_key()));
         // The key itself is dropped (and zeroized) here; only derived keys live on.
         drop(key);
+        crate::logging::define_metrics();
         let sink = Rc::new(LogSink::new(
             scrubber,
             chain,
@@ -67,6 +68,9 @@ impl PolicyRoot {
                 .policy_sha256(&policy.sha256)
                 .detail(format!("{} routes", policy.routes.len())),
         );
+        for warning in dpp_core::transport::startup_warnings(&policy) {
+            sink.emit(&warning);
+        }
         if let Some(e) = key_problem {
             sink.emit(
                 &SecurityEvent::new(EventKind::LogKeyUnavailable)
@@ -84,8 +88,7 @@ impl PolicyRoot {
 /// unfiltered. One line names the field; the event follows.
 fn refuse(e: &PolicyError) -> bool {
     log(LogLevel::Critical, &format!("dpp-guard: {e}"));
-    let event = SecurityEvent::new(EventKind::PolicyRejected).detail(e.field.clone());
-    log(LogLevel::Critical, &event.to_log_line());
+    crate::logging::emit(&SecurityEvent::new(EventKind::PolicyRejected).detail(e.field.clone()));
     false
 }
 

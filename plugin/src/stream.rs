@@ -3,12 +3,14 @@
 use std::rc::Rc;
 
 use dpp_core::{
-    Actions, LocalReply, Policy, RequestDecision, RequestFacts, RequestLogFacts, TlsFacts,
+    Actions, EventKind, LocalReply, Policy, RequestDecision, RequestFacts, RequestLogFacts,
+    SecurityEvent, TlsFacts,
 };
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use crate::logging::LogSink;
+use crate::transport_watch::{self, PlaintextWatch};
 
 /// One HTTP request/response under the policy.
 pub struct GuardedStream {
@@ -16,6 +18,8 @@ pub struct GuardedStream {
     sink: Rc<LogSink>,
     /// Index of the policy route covering this stream, if any.
     route: Option<usize>,
+    /// Defence in depth against plaintext upstreams the guard did not stop.
+    plaintext_watch: PlaintextWatch,
     /// What the filter did; other features add to it, the access record reports it.
     pub actions: Actions,
     /// Request facts kept for the access record (raw: scrubbed at log time).
@@ -44,6 +48,12 @@ impl HttpContext for GuardedStream {
             RequestDecision::Unprotected => Action::Continue,
             RequestDecision::Proceed { route } => {
                 self.log_facts.policy_route = Some(route.name.clone());
+                if let Some((reply, event)) =
+                    transport_watch::downstream_refusal(&self.policy, route, &method)
+                {
+                    self.refuse(&reply, event);
+                    return Action::Pause;
+                }
                 self.route = self
                     .policy
                     .routes
@@ -57,20 +67,16 @@ impl HttpContext for GuardedStream {
                 event,
             } => {
                 self.log_facts.policy_route = Some(route.name.clone());
-                let event = match &self.log_facts.request_id {
-                    Some(id) => event.request_id(id),
-                    None => event,
-                };
-                self.sink.emit(&event);
-                self.actions.raised(event.event);
-                self.actions.refused(reply.code);
-                self.send_local_reply(&reply);
+                self.refuse(&reply, event);
                 Action::Pause
             }
         }
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if self.plaintext_watch.check(&self.policy, "response") {
+            self.actions.raised(EventKind::PlaintextUpstreamObserved);
+        }
         if let Some(route) = self.route.and_then(|i| self.policy.routes.get(i)) {
             for (name, value) in route.response_header_edits().set {
                 self.set_http_response_header(name, Some(value));
@@ -80,6 +86,9 @@ impl HttpContext for GuardedStream {
     }
 
     fn on_log(&mut self) {
+        if self.plaintext_watch.check(&self.policy, "log") {
+            self.actions.raised(EventKind::PlaintextUpstreamObserved);
+        }
         self.complete_log_facts();
         self.sink.access(&self.log_facts, &self.actions);
     }
@@ -91,9 +100,24 @@ impl GuardedStream {
             policy,
             sink,
             route: None,
+            plaintext_watch: PlaintextWatch::default(),
             actions: Actions::default(),
             log_facts: RequestLogFacts::default(),
         }
+    }
+
+    /// Answers with the filter's own reply instead of forwarding, reports
+    /// the event (joined to the access record by request id) and records
+    /// both in the stream's actions.
+    fn refuse(&mut self, reply: &LocalReply, event: SecurityEvent) {
+        let event = match &self.log_facts.request_id {
+            Some(id) => event.request_id(id),
+            None => event,
+        };
+        self.sink.emit(&event);
+        self.actions.raised(event.event);
+        self.actions.refused(reply.code);
+        self.send_local_reply(reply);
     }
 
     fn send_local_reply(&self, reply: &LocalReply) {

@@ -24,7 +24,9 @@ class GuardStack:
     def __init__(self, pki: TestPki, workdir: Optional[Path] = None, policy: Optional[Policy] = None,
                  responder: Optional[Responder] = None, env: Optional[Mapping[str, str]] = None,
                  bootstrap: Path = ENVOY_DIR / "dpp-guard.yaml",
-                 ecds: Path = ENVOY_DIR / "dpp-guard.ecds.yaml", concurrency: int = 1):
+                 ecds: Path = ENVOY_DIR / "dpp-guard.ecds.yaml",
+                 upstream_guard_ecds: Path = ENVOY_DIR / "dpp-upstream-guard.ecds.yaml",
+                 concurrency: int = 1):
         self.pki = pki
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="dpp-stack-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -33,6 +35,7 @@ class GuardStack:
         self.bootstrap = bootstrap
         self.concurrency = concurrency
         self.ecds = ecds
+        self.upstream_guard_ecds = upstream_guard_ecds
         self.service_leaf = pki.leaf("service")
         self.listener_leaf = pki.leaf("listener")
         self.service = RecordingHttpServer(tls=self.service_leaf, responder=responder)
@@ -46,13 +49,17 @@ class GuardStack:
             SERVICE_ADDRESS="127.0.0.1", SERVICE_PORT=self.service.port,
             SERVICE_SNI="localhost", SERVICE_CA=self.pki.ca_cert,
             DPP_GUARD_ECDS=self.workdir / "dpp-guard.ecds.yaml",
+            DPP_UPSTREAM_GUARD_ECDS=self.workdir / "dpp-upstream-guard.ecds.yaml",
             ACCESS_LOG=self.access_log_path)
 
     def start(self) -> "GuardStack":
         self.service.start()
         values = self.values()
-        policies = {"dpp_guard": self.policy} if self.policy is not None else None
+        # Both filters get the same policy document (docs/transport.md).
+        policies = ({"dpp_guard": self.policy, "dpp_upstream_guard": self.policy}
+                    if self.policy is not None else None)
         write_ecds(self.ecds, values["DPP_GUARD_ECDS"], values, policies)
+        write_ecds(self.upstream_guard_ecds, values["DPP_UPSTREAM_GUARD_ECDS"], values, policies)
         self.envoy = Envoy(render(self.bootstrap, values), self.workdir, env=self.env,
                            concurrency=self.concurrency).start()
         self.port = self.envoy.listener_port("dpp_ingress")

@@ -12,6 +12,8 @@ pub struct PolicyDoc {
     #[serde(default)]
     pub routes: Vec<RouteDoc>,
     pub logging: Option<super::logging::LoggingDoc>,
+    /// Encryption in transit; compiled in `transport.rs`.
+    pub transport: Option<super::transport::TransportDoc>,
 }
 
 #[derive(Debug, Deserialize)]

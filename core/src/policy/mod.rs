@@ -13,11 +13,16 @@
 mod doc;
 mod logging;
 mod route;
+mod transport;
 
 use std::fmt;
 
 pub use logging::{LoggingPolicy, DEFAULT_LOG_KEY_ENV};
 pub use route::{HostMatch, MethodSet, PathMatch, Route, RouteMatch};
+pub use transport::{
+    ClusterName, ClusterRule, DownstreamTransport, PeerPin, TlsVersion, Transport,
+    UpstreamTransport,
+};
 
 /// The only policy version this build understands.
 pub const POLICY_VERSION: u64 = 1;
@@ -56,6 +61,8 @@ impl std::error::Error for PolicyError {}
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub routes: Vec<Route>,
+    /// Encryption in transit (upstream guard, downstream TLS).
+    pub transport: Transport,
     pub logging: LoggingPolicy,
     /// SHA-256 (hex) of the policy document as delivered: the identity of
     /// this configuration in `policy_loaded` events.
@@ -87,9 +94,11 @@ impl Policy {
             }
             routes.push(Route::compile(r, &at)?);
         }
+        let transport = Transport::compile(doc.transport)?;
         let logging = LoggingPolicy::compile(doc.logging)?;
         Ok(Policy {
             routes,
+            transport,
             logging,
             sha256: sha256_hex(bytes),
         })

@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+mod lint_access_log;
 mod lint_envoy;
 mod verify_log;
 
@@ -14,7 +15,9 @@ commands:
                          uses for plaintext clusters, clusters with their own http_filters,
                          a router without the upstream TLS guard, listeners serving
                          protected routes without TLS, key material in Wasm configuration
-                         or key_values, a non-loopback admin address; exits 1 on findings
+                         or key_values, a non-loopback admin address, access logs that
+                         print request data instead of dpp_guard's scrubbed record;
+                         exits 1 on findings
 ";
 
 fn main() -> ExitCode {

@@ -242,6 +242,11 @@ def test_require_log_key_fails_closed(guard_stack):
     assert stack.service.requests == []
     assert any("field `logging.log_key_env`: environment variable DPP_GUARD_LOG_KEY is not set" in l
                for l in stack.envoy.plugin_lines())
+    # The request still has an access-log line, without any request data.
+    deadline = time.monotonic() + 15
+    while not stack.access_log() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert stack.access_log().splitlines() == ["-"]
 
 
 # Format operators that print nothing request-derived. Everything else

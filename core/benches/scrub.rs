@@ -6,8 +6,9 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use dpp_core::access::chain::LogChain;
 use dpp_core::scrub::{PiiKeys, Scrubber};
-use dpp_core::LogKey;
+use dpp_core::{AccessRecord, Actions, LogKey, RequestLogFacts};
 
 fn bench(name: &str, iters: u32, mut f: impl FnMut()) {
     for _ in 0..iters / 10 {
@@ -42,5 +43,27 @@ fn main() {
     });
     bench("client address pseudonym", 200_000, || {
         black_box(keyed.client_address(black_box("203.0.113.7:50123")));
+    });
+    // What on_log does per request, host calls excluded: build the record
+    // from raw facts (scrubbing path, client, two headers) and seal it.
+    let facts = RequestLogFacts {
+        time_unix_nanos: 1_795_910_400_000_000_000,
+        request_id: Some("0f8fad5b-d9cb-469f-a165-70867728950e".into()),
+        method: "GET".into(),
+        path: pii.into(),
+        status: Some(200),
+        route_name: Some("orders".into()),
+        upstream_cluster: Some("sp_api".into()),
+        client_address: Some("203.0.113.7:50123".into()),
+        headers: vec![
+            ("user-agent".into(), ua.into()),
+            ("authorization".into(), "Bearer abc.def".into()),
+        ],
+        ..RequestLogFacts::default()
+    };
+    let mut chain = LogChain::new("bench".into(), Some(key.chain_key()));
+    bench("access record: build + seal (PII path)", 100_000, || {
+        let record = AccessRecord::build(black_box(&facts), &Actions::default(), &keyed);
+        black_box(chain.seal(record));
     });
 }

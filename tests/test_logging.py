@@ -332,3 +332,21 @@ def test_json_format_access_log_carries_a_verifiable_record(guard_stack, log_key
     assert EMAIL.lower() not in stack.access_log().lower()
     out = verify(stack.access_log_path, log_key, "--from-start")
     assert out.returncode == 0 and "ok: 3 records" in out.stdout, out.stdout + out.stderr
+
+
+def test_lint_envoy_reads_a_live_config_dump(guard_stack, tmp_path):
+    """What docs/logging.md tells Kubernetes users to do: lint the proxy's
+    /config_dump. The shipped access log is clean; a stock field is found."""
+    stack = guard_stack(policy=POLICY)
+    dump = stack.envoy.admin_get("/config_dump")
+    record = "%FILTER_STATE(wasm.dpp_access_log:PLAIN)%"
+    assert record in dump
+    clean, leaky = tmp_path / "dump.json", tmp_path / "leaky.json"
+    clean.write_text(dump)
+    leaky.write_text(dump.replace(record, "%REQ(:PATH)% %REQ(USER-AGENT)% " + record))
+    lint = lambda p: subprocess.run([str(CLI), "lint-envoy", "--json", str(p)], capture_output=True, text=True)
+    assert json.loads(lint(clean).stdout)["count"] == 0
+    r = lint(leaky)
+    findings = json.loads(r.stdout)["findings"]
+    assert r.returncode == 1 and findings and {f["code"] for f in findings} == {"access-log-pii"}
+    assert all("%REQ(:PATH)%" in f["message"] and "%REQ(USER-AGENT)%" in f["message"] for f in findings)

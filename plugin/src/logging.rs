@@ -53,6 +53,8 @@ pub fn define_metrics() {
 
 /// Per-worker logging state.
 pub struct LogSink {
+    /// Free text that may hold request data (an error quoting a header or
+    /// a body) goes through `scrubber.text()` before any log call.
     pub scrubber: Scrubber,
     chain: RefCell<LogChain>,
     plugin_log: bool,
@@ -80,14 +82,6 @@ impl LogSink {
     /// Reports a security event (see [`emit`]).
     pub fn emit(&self, event: &SecurityEvent) {
         emit(event);
-    }
-
-    /// Logs free text that may hold request data (an error message quoting
-    /// a header, a JSON parse error) after scrubbing it. Plugin code logs
-    /// through this or through [`LogSink::emit`], never raw request data.
-    #[allow(dead_code)] // used by features that log request-derived text
-    pub fn note(&self, level: LogLevel, text: &str) {
-        log(level, &self.scrubber.text(text));
     }
 
     /// Builds, seals and publishes one request's access record.

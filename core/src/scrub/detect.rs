@@ -3,7 +3,7 @@
 //! Each detector is a single linear scan over bytes; all of them match only
 //! ASCII (plus whole runs of non-ASCII bytes inside e-mail addresses), so a
 //! span always starts and ends on a UTF-8 character boundary. Detectors run
-//! in a fixed order (e-mail, IPv6, IPv4, card, phone) and a byte claimed by
+//! in a fixed order (e-mail, MAC, IPv6, IPv4, card, phone) and a byte claimed by
 //! one is invisible to the next, so spans never overlap.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -17,6 +17,8 @@ pub enum PiiKind {
     Card,
     Ipv4,
     Ipv6,
+    /// A hardware (MAC) address: an Internet-connected device identifier.
+    Mac,
 }
 
 impl PiiKind {
@@ -27,6 +29,7 @@ impl PiiKind {
             PiiKind::Phone => "[phone]",
             PiiKind::Card => "[card]",
             PiiKind::Ipv4 | PiiKind::Ipv6 => "[ip]",
+            PiiKind::Mac => "[device]",
         }
     }
 }
@@ -52,12 +55,7 @@ pub fn detect(text: &str) -> Vec<Detection> {
 /// Like [`detect`], but the byte ranges in `claimed` (already handled by
 /// the caller) are skipped and act as boundaries.
 pub fn detect_unclaimed(text: &str, claimed: &[(usize, usize)]) -> Vec<Detection> {
-    // Every detector needs an `@`, a digit or a `:`: most path segments and
-    // header values have none and skip the copy and the scans.
-    if !text
-        .bytes()
-        .any(|c| c == b'@' || c == b':' || c.is_ascii_digit())
-    {
+    if !may_hold_pii(text) {
         return Vec::new();
     }
     let mut work = text.as_bytes().to_vec();
@@ -67,7 +65,7 @@ pub fn detect_unclaimed(text: &str, claimed: &[(usize, usize)]) -> Vec<Detection
         }
     }
     let mut found = Vec::new();
-    for scan in [emails, ipv6s, ipv4s, cards, phones] {
+    for scan in [emails, macs, ipv6s, ipv4s, cards, phones] {
         let start = found.len();
         scan(&work, &mut found);
         for d in &found[start..] {
@@ -78,6 +76,16 @@ pub fn detect_unclaimed(text: &str, claimed: &[(usize, usize)]) -> Vec<Detection
     }
     found.sort_by_key(|d| d.start);
     found
+}
+
+/// False only when no detector can match: every one needs an `@`, a `:`
+/// or a digit, except a MAC address written with dashes and letters only
+/// (`aa-bb-cc-dd-ee-ff`). Most path segments and header values take this
+/// exit and skip the copy and the scans.
+pub fn may_hold_pii(text: &str) -> bool {
+    text.bytes()
+        .any(|c| c == b'@' || c == b':' || c.is_ascii_digit())
+        || (text.len() >= 17 && text.contains('-'))
 }
 
 fn at(b: &[u8], i: usize) -> u8 {
@@ -137,6 +145,40 @@ fn emails(b: &[u8], out: &mut Vec<Detection>) {
                 normalized: text_of(b, l, r).to_lowercase(),
             });
             i = r;
+        } else {
+            i += 1;
+        }
+    }
+}
+
+/// MAC addresses: six pairs of hex digits joined by one kind of separator
+/// (`:` or `-`), as `ip link` and Windows print them.
+fn macs(b: &[u8], out: &mut Vec<Detection>) {
+    let mut i = 0;
+    while i + 17 <= b.len() {
+        let p = before(b, i);
+        let sep = at(b, i + 2);
+        let shaped = !p.is_ascii_alphanumeric()
+            && p != b':'
+            && p != b'-'
+            && matches!(sep, b':' | b'-')
+            && (0..6).all(|g| {
+                let s = i + 3 * g;
+                at(b, s).is_ascii_hexdigit()
+                    && at(b, s + 1).is_ascii_hexdigit()
+                    && (g == 5 || at(b, s + 2) == sep)
+            })
+            && !at(b, i + 17).is_ascii_alphanumeric()
+            && at(b, i + 17) != sep;
+        if shaped {
+            let normalized = text_of(b, i, i + 17).to_ascii_lowercase().replace('-', ":");
+            out.push(Detection {
+                kind: PiiKind::Mac,
+                start: i,
+                end: i + 17,
+                normalized,
+            });
+            i += 17;
         } else {
             i += 1;
         }
@@ -484,6 +526,27 @@ mod tests {
         assert!(kinds("on 2026-11-28 id 5551234567 v 1.2.3").is_empty());
         // UUIDs and other hyphenated identifiers are not phones.
         assert!(kinds("/orders/12345678-1234-5678-9abc-123456789012 1234-5678-abcd").is_empty());
+    }
+
+    #[test]
+    fn finds_mac_addresses_in_both_spellings() {
+        assert_eq!(
+            kinds("dev 3C:22:FB:0a:1b:2c up, wifi 3c-22-fb-0a-1b-2c"),
+            vec![
+                (PiiKind::Mac, "3C:22:FB:0a:1b:2c".into()),
+                (PiiKind::Mac, "3c-22-fb-0a-1b-2c".into()),
+            ]
+        );
+        assert_eq!(
+            detect("3C:22:FB:0a:1b:2c")[0].normalized,
+            detect("3c-22-fb-0a-1b-2c")[0].normalized
+        );
+        // Seven groups, or mixed separators, are something else.
+        assert!(kinds("aa:bb:cc:dd:ee:ff:00 aa:bb-cc:dd:ee:ff").is_empty());
+        assert_eq!(
+            kinds("aa-bb-cc-dd-ee-ff"),
+            vec![(PiiKind::Mac, "aa-bb-cc-dd-ee-ff".into())]
+        );
     }
 
     #[test]

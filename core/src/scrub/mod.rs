@@ -206,12 +206,9 @@ impl Scrubber {
     /// One URL component: kept byte for byte when clean, else decoded,
     /// scrubbed and re-encoded.
     fn component(&self, raw: &str, plus_is_space: bool) -> String {
-        // Nothing to decode and nothing any rule needs (`@`, `:`, `=`, a
-        // digit): most path segments take this exit.
-        if !raw
-            .bytes()
-            .any(|c| matches!(c, b'%' | b'+' | b'@' | b':' | b'=') || c.is_ascii_digit())
-        {
+        // Nothing to decode, no `key=value`, nothing a detector could
+        // match: most path segments take this exit.
+        if !raw.bytes().any(|c| matches!(c, b'%' | b'+' | b'=')) && !detect::may_hold_pii(raw) {
             return raw.to_string();
         }
         let decoded = decode_fully(raw, plus_is_space, DECODE_ROUNDS);

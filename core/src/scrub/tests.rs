@@ -63,6 +63,18 @@ fn without_a_key_placeholders_name_the_kind() {
 }
 
 #[test]
+fn device_addresses_become_tokens_in_urls_and_text() {
+    let s = unkeyed();
+    assert_eq!(s.url("/devices/aa-bb-cc-dd-ee-ff/x"), "/devices/[device]/x");
+    assert_eq!(s.text("wlan0 3C:22:FB:0A:1B:2C"), "wlan0 [device]");
+    let k = keyed();
+    assert_eq!(
+        k.url("/d/AA-BB-CC-DD-EE-FF"),
+        k.url("/d/aa%3Abb%3Acc%3Add%3Aee%3Aff")
+    );
+}
+
+#[test]
 fn cards_are_never_pseudonymised() {
     assert_eq!(keyed().text("4111111111111111"), "[card]");
 }
@@ -193,8 +205,28 @@ fn ip() -> impl Strategy<Value = String> {
     ]
 }
 
+fn mac() -> impl Strategy<Value = String> {
+    (
+        any::<[u8; 6]>(),
+        prop::sample::select(vec![":", "-"]),
+        any::<bool>(),
+    )
+        .prop_map(|(b, sep, upper)| {
+            let m = b
+                .iter()
+                .map(|x| format!("{x:02x}"))
+                .collect::<Vec<_>>()
+                .join(sep);
+            if upper {
+                m.to_uppercase()
+            } else {
+                m
+            }
+        })
+}
+
 fn pii() -> impl Strategy<Value = String> {
-    prop_oneof![email(), phone(), card(), ip()]
+    prop_oneof![email(), phone(), card(), ip(), mac()]
 }
 
 /// Text around a value: words and punctuation that are not PII themselves

@@ -5,12 +5,9 @@
 //!   example a cluster with its own `http_filters`). It is too late to stop
 //!   that request; it is counted and reported so the hole gets fixed.
 
+use crate::upstream_guard::property;
 use dpp_core::policy::{ClusterName, Route};
 use dpp_core::{LocalReply, Policy, SecurityEvent};
-use proxy_wasm::types::LogLevel;
-
-use crate::log;
-use crate::upstream_guard::property;
 
 /// Counter of plaintext upstream exchanges seen after the fact
 /// (`wasmcustom.dpp_guard.plaintext_upstream` in Envoy's /stats).
@@ -42,19 +39,19 @@ pub struct PlaintextWatch {
 }
 
 impl PlaintextWatch {
-    pub fn check(&mut self, policy: &Policy, phase: &str) {
+    /// True when this call reported the plaintext exchange.
+    pub fn check(&mut self, policy: &Policy, phase: &str) -> bool {
         if self.settled {
-            return;
+            return false;
         }
         // No upstream connection (yet): nothing went upstream in clear.
         if property(&["upstream", "local_address"]).is_none() {
-            return;
+            return false;
         }
-        let tls_version = property(&["upstream", "tls_version"]);
-        if tls_version.is_some() {
+        if property(&["upstream", "tls_version"]).is_some() {
             // Encrypted; the version itself is the upstream guard's business.
             self.settled = true;
-            return;
+            return false;
         }
         let details = property(&["response", "code_details"]);
         let cluster = property(&["xds", "cluster_name"]).map(ClusterName::new);
@@ -62,13 +59,16 @@ impl PlaintextWatch {
             policy.plaintext_upstream_seen(cluster.as_ref(), true, None, details.as_deref(), phase)
         {
             self.settled = true;
-            log(LogLevel::Critical, &event.to_log_line());
+            crate::logging::emit(&event);
             count_plaintext();
-        } else if details.as_deref() == Some("via_upstream") {
+            return true;
+        }
+        if details.as_deref() == Some("via_upstream") {
             // The response came over this (exempt) connection: a later look
             // sees the same connection and the same exemption.
             self.settled = true;
         }
+        false
     }
 }
 

@@ -75,6 +75,7 @@ $(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed
 # unification cannot change the dpp_guard.wasm that `make build` ships.
 bench-build: build
 	$(CARGO) build --target $(WASM_TARGET) --release $(addprefix -p ,$(BENCH_FILTERS))
+	$(CARGO) build --release -p bench-vm --bin native
 
 bench: bench-setup bench-build
 	$(PY) bench/run.py

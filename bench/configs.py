@@ -208,7 +208,10 @@ def records_written(ctx, e):
     with urllib.request.urlopen(req, timeout=10):
         pass
     path = ctx.access_log_path("i")
-    deadline = time.time() + 5
+    # Envoy flushes file access logs every 10 s by default; reopening the
+    # logs (admin /reopen_logs, what logrotate triggers) writes them out now.
+    urllib.request.urlopen(urllib.request.Request(e.admin + "/reopen_logs", method="POST"), timeout=10).read()
+    deadline = time.time() + 15
     text = ""
     while time.time() < deadline:
         text = open(path).read() if os.path.exists(path) else ""
@@ -249,6 +252,8 @@ CONFIGS = [
     Config("h", "dpp-guard upstream TLS guard, pooled TLS connections", tls_upstream=True,
            upstream_filters=_upstream_guard, check=guard_refuses_plaintext,
            expected_events=("upstream_plaintext_refused",)),
+    Config("i", "dpp-guard, unprotected route, access records on", filters=_dpp(RECORDS_POLICY),
+           path=UNPROTECTED_PATH, access_log=_access_log, check=same_bytes, check_live=records_written),
 ]
 
 # The rows every ratio is taken against.

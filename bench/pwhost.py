@@ -162,6 +162,23 @@ class Host:
         self.maps[kind] = [(k, v) for k, v in self._map(kind) if k != key]
         return OK
 
+    def h_proxy_define_metric(self, caller, kind, np, nn, ret_id):
+        self.metrics = getattr(self, "metrics", {})
+        name = self.read(caller, np, nn).decode()
+        mid = self.metrics.setdefault(name, len(self.metrics) + 1)
+        self.write(caller, ret_id, struct.pack("<I", mid))
+        return OK
+
+    def h_proxy_increment_metric(self, caller, mid, offset):
+        return OK
+
+    def h_proxy_record_metric(self, caller, mid, value):
+        return OK
+
+    def h_proxy_get_metric(self, caller, mid, ret):
+        self.write(caller, ret, struct.pack("<Q", 0))
+        return OK
+
     def h_proxy_send_local_response(self, caller, status, dp, dn, bp, bn, hp, hn, grpc):
         self.local_reply = (status, self.read(caller, bp, bn))
         return OK

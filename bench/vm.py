@@ -139,7 +139,8 @@ def markdown(doc):
         for st in doc["stages"]:
             cells = [st["label"]] + [
                 "–" if label not in st["sizes"] else
-                f"{st['sizes'][label]['median_us']:,.1f} / {st['sizes'][label].get('native_us', 0):,.1f}"
+                f"{st['sizes'][label]['median_us']:,.1f} / " + (
+                    f"{st['sizes'][label]['native_us']:,.2f}" if "native_us" in st["sizes"][label] else "–")
                 for label, _ in SIZES]
             L.append("| " + " | ".join(cells) + " |")
         L.append("")

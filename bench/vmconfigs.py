@@ -23,7 +23,8 @@ class Keys:
         import base64
 
         k = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
-        self.env = [("BENCH_NAIVE_KEY", self.naive), ("DPP_BENCH_KEYS", f"primary=bench1 bench1={k}")]
+        self.env = [("BENCH_NAIVE_KEY", self.naive), ("DPP_BENCH_KEYS", f"primary=bench1 bench1={k}"),
+                    ("DPP_BENCH_LOG_KEY", secrets.token_hex(32))]
 
 
 def _naive_fields():
@@ -93,6 +94,9 @@ class Stage:
 STAGES = [
     Stage(0, "floor", "serde_json parse + serialize (floor)"),
     Stage(7, "naive", "naive (d): serde_json + new cipher per field"),
+    # Per request, whatever the body (the same figure in every column).
+    Stage(11, "scrub", "scrub: PII path, user-agent, client address (per request)"),
+    Stage(12, "record", "record: build + scrub + seal one access record (per request)"),
     # Primitives: the same per call whatever the body (shown once per size).
     Stage(8, "prim-seal", "primitive: one GCM-SIV seal of 24 bytes, ready cipher"),
     Stage(9, "prim-nonce", "primitive: one 12-byte random nonce (WASI random_get)"),

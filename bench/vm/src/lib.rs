@@ -17,11 +17,17 @@ use std::cell::RefCell;
 use std::hint::black_box;
 use std::time::Instant;
 
+use dpp_core::access::chain::LogChain;
+use dpp_core::scrub::{PiiKeys, Scrubber};
+use dpp_core::{AccessRecord, Actions, LogKey, RequestLogFacts};
+
 /// Stage numbers, shared with bench/vmconfigs.py.
 /// The stages this build has, in report order.
 pub const STAGES: &[u32] = &[
     FLOOR,
     NAIVE,
+    SCRUB,
+    RECORD,
     PRIM_ENCRYPT_24B,
     PRIM_RANDOM_NONCE,
     PRIM_KEY_SETUP,
@@ -34,6 +40,9 @@ const NAIVE: u32 = 7;
 const PRIM_ENCRYPT_24B: u32 = 8;
 const PRIM_RANDOM_NONCE: u32 = 9;
 const PRIM_KEY_SETUP: u32 = 10;
+// Per request, whatever the body: what on_log does (host calls excluded).
+const SCRUB: u32 = 11;
+const RECORD: u32 = 12;
 
 /// The fields reference filter (d) encrypts in each order: the preset's
 /// fields that occur in the benchmark bodies (bench/orders.py).
@@ -113,8 +122,72 @@ fn run(b: &Bench, stage: u32) -> bool {
             .map(|out| !black_box(out).is_empty())
             .unwrap_or(false),
         NAIVE => naive(&b.body, &NAIVE_KEY).is_some(),
+        SCRUB | RECORD => LOGGING.with(|l| {
+            let mut l = l.borrow_mut();
+            match l.as_mut() {
+                Some(l) => l.run(stage),
+                None => false,
+            }
+        }),
         PRIM_ENCRYPT_24B | PRIM_RANDOM_NONCE | PRIM_KEY_SETUP => primitive(stage),
         _ => false,
+    }
+}
+
+/// The access-record side, set up once: a log key from `DPP_BENCH_LOG_KEY`
+/// (as the plugin gets it), the keyed scrubber and the record chain.
+struct Logging {
+    scrubber: Scrubber,
+    chain: LogChain,
+    facts: RequestLogFacts,
+}
+
+thread_local! {
+    static LOGGING: RefCell<Option<Logging>> = RefCell::new(Logging::new());
+}
+
+/// A request with PII in its query, a user agent and a client address: the
+/// inputs the scrubber works on for every record.
+const PII_PATH: &str = "/orders/v0/orders?BuyerEmail=jane.doe%40example.com&MarketplaceIds=A1PA6795UKMFR9&Phone=%2B12065550142";
+const USER_AGENT: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
+
+impl Logging {
+    fn new() -> Option<Logging> {
+        let key = LogKey::parse(&std::env::var("DPP_BENCH_LOG_KEY").ok()?).ok()?;
+        Some(Logging {
+            scrubber: Scrubber::new(Some(key.pseudonymizer()), PiiKeys::default()),
+            chain: LogChain::new("bench".into(), Some(key.chain_key())),
+            facts: RequestLogFacts {
+                time_unix_nanos: 1_795_910_400_000_000_000,
+                request_id: Some("0f8fad5b-d9cb-469f-a165-70867728950e".into()),
+                method: "POST".into(),
+                path: PII_PATH.into(),
+                status: Some(200),
+                route_name: Some("orders".into()),
+                upstream_cluster: Some("sp_api".into()),
+                client_address: Some("203.0.113.7:50123".into()),
+                headers: vec![("user-agent".into(), USER_AGENT.into())],
+                ..RequestLogFacts::default()
+            },
+        })
+    }
+
+    fn run(&mut self, stage: u32) -> bool {
+        match stage {
+            // Scrub the request's path, one header and the client address.
+            SCRUB => {
+                let path = self.scrubber.url(black_box(PII_PATH));
+                let ua = self.scrubber.header("user-agent", black_box(USER_AGENT));
+                let client = self.scrubber.client_address(black_box("203.0.113.7:50123"));
+                black_box((path, ua, client));
+                true
+            }
+            // Build the whole record (scrubbing included) and seal it into the chain.
+            _ => {
+                let record = AccessRecord::build(&self.facts, &Actions::default(), &self.scrubber);
+                !black_box(self.chain.seal(record)).is_empty()
+            }
+        }
     }
 }
 
@@ -139,7 +212,7 @@ fn primitive(stage: u32) -> bool {
             let mut n = [0u8; 12];
             getrandom::fill(&mut n).is_ok() && black_box(n).len() == 12
         }
-        _ => Aes256GcmSiv::new_from_slice(black_box(&NAIVE_KEY)).is_ok(),
+        _ => black_box(Aes256GcmSiv::new_from_slice(black_box(&NAIVE_KEY))).is_ok(),
     }
 }
 

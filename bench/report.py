@@ -101,6 +101,11 @@ def markdown(doc):
             cells += [f"{p['rps_min']:,.0f}–{p['rps_max']:,.0f}", str(p["errors"])]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+    targets = target_lines(doc)
+    if targets:
+        lines += ["## Targets (issue 8), req/s under load", "", "| target | measured | met |", "|---|---|---|"]
+        lines += targets
+        lines.append("")
     up = doc["upstream_direct"]
     if up["rps_median"]:
         lines += [
@@ -129,6 +134,27 @@ def markdown(doc):
         lines.append(f"**({r['key']}) {r['label']} not measured: its check failed: {r['check']}**")
     lines.append(f"Wall time: {s['wall_seconds']} s.")
     return "\n".join(lines) + "\n"
+
+
+# (row, baseline, minimum ratio of req/s under load, what the issue asks)
+TARGETS = [
+    ("e", "b", 0.97, "unprotected route ≥ 0.97 × null filter (b)"),
+    ("f", "d", 2.5, "protected 4 KiB order, all preset fields encrypted ≥ 2.5 × naive (d)"),
+    ("f", "c", 1.2, "protected 4 KiB order ≥ 1.2 × parse-and-serialize floor (c)"),
+]
+
+
+def target_lines(doc):
+    by_key = {r["key"]: r for r in doc["configs"]}
+    out = []
+    for row, base, minimum, text in TARGETS:
+        r, b = by_key.get(row), by_key.get(base)
+        if not r or not b or "load" not in r["profiles"] or "load" not in b["profiles"]:
+            out.append(f"| {text} | not measured (configuration ({row}) not in this run) | – |")
+            continue
+        ratio = r["profiles"]["load"]["median"]["rps"] / b["profiles"]["load"]["median"]["rps"]
+        out.append(f"| {text} | {ratio:.2f} | {'yes' if ratio >= minimum else '**no**'} |")
+    return out
 
 
 def chart(doc, path):

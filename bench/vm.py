@@ -154,7 +154,40 @@ def markdown(doc):
     L += ["## dpp_guard linear memory", ""]
     for k, v in m.items():
         L.append(f"- {k}: {v / MiB:.2f} MiB ({v:,} bytes)" if isinstance(v, int) else f"- {k}: {v}")
+    L += ["", "## Targets (issue 8)", "", "| target | measured | met |", "|---|---|---|"]
+    L += target_lines(doc)
     return "\n".join(L) + "\n"
+
+
+def target_lines(doc):
+    def row(text, value, limit, fmt):
+        if value is None:
+            return f"| {text} | not measured in this build | – |"
+        return f"| {text} | {fmt(value)} | {'yes' if value <= limit else '**no**'} |"
+
+    stages = {st["key"]: st["sizes"] for st in doc["stages"]}
+
+    def ratio(key):
+        try:
+            return stages[key]["16 KiB"]["median_us"] / stages["floor"]["16 KiB"]["median_us"]
+        except (KeyError, ZeroDivisionError):
+            return None
+
+    size = doc["wasm_bytes"].get("dpp_guard.wasm")
+    start = [v for k, v in doc["memory"].items() if "after start" in k and isinstance(v, int)]
+    peak = [v for k, v in doc["memory"].items() if "peak" in k and isinstance(v, int)]
+    x = lambda v: f"{v:.2f}×"  # noqa: E731
+    mib = lambda v: f"{v / MiB:.2f} MiB"  # noqa: E731
+    return [
+        row("16 KiB body in the VM, whole encrypt rewrite ≤ 1.5 × serde_json floor", ratio("encrypt"), 1.5, x),
+        row("16 KiB body in the VM, rewrite without crypto (scan, select, splice) ≤ 1.5 × floor",
+            ratio("select"), 1.5, x),
+        row("dpp_guard.wasm ≤ 1.5 MiB", size, 1.5 * MiB, mib),
+        row("VM linear memory after start ≤ 4 MiB", max(start) if start else None, 4 * MiB, mib),
+        row("VM linear memory peak, 1 MiB protected body ≤ 8 MiB",
+            max(peak) if peak and any("encrypt" in k or "decrypt" in k for k in doc["memory"]) else None,
+            8 * MiB, mib),
+    ]
 
 
 if __name__ == "__main__":

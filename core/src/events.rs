@@ -23,6 +23,22 @@ pub enum EventKind {
     PolicyRejected,
     /// A request was refused by a route's kill switch.
     KillSwitchRefusal,
+    /// The policy takes its keys from the plugin configuration (testing
+    /// only); logged at every start.
+    InlineKeysInUse,
+    /// A protected body exceeded the route's `body.max_bytes`.
+    BodyTooLarge,
+    /// A protected body is not valid JSON.
+    MalformedBody,
+    /// A protected body is not JSON by its content type.
+    UnsupportedContentType,
+    /// A protected body is compressed (Content-Encoding other than identity).
+    UnsupportedContentEncoding,
+    /// An envelope in a decrypted field was tampered with, truncated, under
+    /// an unknown key, or missing (plain value where an envelope belongs).
+    EnvelopeRejected,
+    /// Sealing a field failed (random source); nothing was forwarded.
+    EncryptionFailed,
 }
 
 impl EventKind {
@@ -31,6 +47,12 @@ impl EventKind {
             EventKind::PolicyLoaded => Severity::Info,
             EventKind::PolicyRejected => Severity::Critical,
             EventKind::KillSwitchRefusal => Severity::Warning,
+            EventKind::InlineKeysInUse => Severity::Warning,
+            EventKind::BodyTooLarge
+            | EventKind::MalformedBody
+            | EventKind::UnsupportedContentType
+            | EventKind::UnsupportedContentEncoding => Severity::Warning,
+            EventKind::EnvelopeRejected | EventKind::EncryptionFailed => Severity::High,
         }
     }
 
@@ -39,6 +61,13 @@ impl EventKind {
             EventKind::PolicyLoaded => "policy_loaded",
             EventKind::PolicyRejected => "policy_rejected",
             EventKind::KillSwitchRefusal => "kill_switch_refusal",
+            EventKind::InlineKeysInUse => "inline_keys_in_use",
+            EventKind::BodyTooLarge => "body_too_large",
+            EventKind::MalformedBody => "malformed_body",
+            EventKind::UnsupportedContentType => "unsupported_content_type",
+            EventKind::UnsupportedContentEncoding => "unsupported_content_encoding",
+            EventKind::EnvelopeRejected => "envelope_rejected",
+            EventKind::EncryptionFailed => "encryption_failed",
         }
     }
 }

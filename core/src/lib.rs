@@ -6,9 +6,12 @@
 //! Everything here is tested natively; the plugin crate only moves bytes
 //! between Envoy and these functions.
 
+pub mod crypto;
 pub mod decision;
 pub mod events;
+pub mod json;
 pub mod policy;
+pub mod protect;
 
 pub use decision::{LocalReply, RequestDecision, RequestFacts, ResponseHeaderEdits};
 pub use events::{EventKind, SecurityEvent, Severity};

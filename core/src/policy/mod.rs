@@ -11,10 +11,15 @@
 //! does not change.
 
 mod doc;
+mod fields;
 mod route;
 
 use std::fmt;
 
+pub use fields::{
+    BodyOptions, Direction, FieldAction, FieldRule, FieldRules, KeySource, NonJson,
+    DEFAULT_MAX_BODY_BYTES,
+};
 pub use route::{HostMatch, MethodSet, PathMatch, Route, RouteMatch};
 
 /// The only policy version this build understands.
@@ -54,6 +59,8 @@ impl std::error::Error for PolicyError {}
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub routes: Vec<Route>,
+    /// Where the keyring comes from; set when any route has field rules.
+    pub keys: Option<KeySource>,
 }
 
 impl Policy {
@@ -81,7 +88,17 @@ impl Policy {
             }
             routes.push(Route::compile(r, &at)?);
         }
-        Ok(Policy { routes })
+        let keys = doc.keys.map(KeySource::compile).transpose()?;
+        let needs_keys = routes
+            .iter()
+            .any(|r| r.request_fields.is_some() || r.response_fields.is_some());
+        if needs_keys && keys.is_none() {
+            return Err(PolicyError::new(
+                "keys",
+                "required: routes have `encrypt` or `decrypt` rules",
+            ));
+        }
+        Ok(Policy { routes, keys })
     }
 
     /// The first route whose match accepts the request, in policy order.

@@ -5,6 +5,7 @@
 //! [`root::PolicyRoot`] owns the policy for a worker, [`stream::GuardedStream`]
 //! follows one HTTP request through its life.
 
+mod body;
 mod root;
 mod stream;
 

@@ -154,6 +154,17 @@ pub struct FieldRules {
     pub rules: Vec<FieldRule>,
 }
 
+impl FieldRules {
+    /// The same fields and contexts with the other action: what the CLI
+    /// uses to decrypt data an encrypt rule produced, and vice versa.
+    pub fn with_action(&self, action: FieldAction) -> FieldRules {
+        FieldRules {
+            action,
+            ..self.clone()
+        }
+    }
+}
+
 /// What to do with a body that is not JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NonJson {

@@ -1,0 +1,71 @@
+//! The body concern of a stream: buffering and rewriting protected bodies.
+//!
+//! A body is buffered only when its route has field rules for its
+//! direction; every other body streams through untouched. The headers of a
+//! buffered body are held back (so a refusal can still replace them) and
+//! lose `content-length`, because the rewritten body has another length.
+
+use dpp_core::policy::{Direction, Route};
+use dpp_core::protect::{self, BodyFailure, BodyHeaders, BodyPlan};
+
+/// What the stream must do after a headers or body callback.
+pub enum Step {
+    /// Nothing to do for this body: let it stream.
+    Pass,
+    /// Hold headers / keep buffering.
+    Hold,
+    /// Refuse with this failure (the caller sends the reply).
+    Refuse(BodyFailure),
+}
+
+/// Per direction: whether the body is being buffered for a rewrite.
+#[derive(Default)]
+pub struct BodyGuard {
+    buffering: bool,
+}
+
+impl BodyGuard {
+    /// Headers callback. `header` reads one header of this direction.
+    pub fn on_headers(
+        &mut self,
+        route: &Route,
+        dir: Direction,
+        end_of_stream: bool,
+        header: impl Fn(&str) -> Option<String>,
+    ) -> Step {
+        if route.fields(dir).is_none() || end_of_stream {
+            // No rules, or no body at all: nothing to protect.
+            return Step::Pass;
+        }
+        let (ct, ce, cl) = (
+            header("content-type"),
+            header("content-encoding"),
+            header("content-length"),
+        );
+        let headers = BodyHeaders {
+            content_type: ct.as_deref(),
+            content_encoding: ce.as_deref(),
+            content_length: cl.as_deref(),
+        };
+        match protect::plan(&route.body, &headers) {
+            Err(f) => Step::Refuse(f),
+            Ok(BodyPlan::Pass) => Step::Pass,
+            Ok(BodyPlan::Buffer) => {
+                self.buffering = true;
+                Step::Hold
+            }
+        }
+    }
+
+    /// Body callback: `Hold` until the end of the stream, then the caller
+    /// calls [`BodyGuard::finish`].
+    pub fn on_body(&self, route: &Route, body_size: usize) -> Step {
+        if !self.buffering {
+            return Step::Pass;
+        }
+        if body_size > route.body.max_bytes {
+            return Step::Refuse(BodyFailure::TooLarge);
+        }
+        Step::Hold
+    }
+}

@@ -2,8 +2,12 @@
 //!
 //! A body is buffered only when its route has field rules for its
 //! direction; every other body streams through untouched. The headers of a
-//! buffered body are held back (so a refusal can still replace them) and
-//! lose `content-length`, because the rewritten body has another length.
+//! buffered body lose `content-length` (the rewritten body has another
+//! length) and continue: Envoy delivers no body to a Wasm filter that
+//! paused the headers. Everything decidable from the headers (content type,
+//! content encoding, declared length) is therefore refused in the headers
+//! callback, before anything is forwarded; failures found in the body are
+//! refused in the body callback, where the body itself is never forwarded.
 
 use dpp_core::policy::{Direction, Route};
 use dpp_core::protect::{self, BodyFailure, BodyHeaders, BodyPlan};
@@ -12,7 +16,7 @@ use dpp_core::protect::{self, BodyFailure, BodyHeaders, BodyPlan};
 pub enum Step {
     /// Nothing to do for this body: let it stream.
     Pass,
-    /// Hold headers / keep buffering.
+    /// Keep buffering the body (headers continue).
     Hold,
     /// Refuse with this failure (the caller sends the reply).
     Refuse(BodyFailure),

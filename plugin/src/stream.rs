@@ -12,6 +12,11 @@ use proxy_wasm::types::{Action, LogLevel};
 use crate::body::{BodyGuard, Step};
 use crate::log;
 
+/// Marks a message whose body dpp_guard holds, for the hold filters of
+/// envoy/dpp-guard-fields.yaml that keep its headers back until the body is
+/// rewritten (Envoy gives no body to a Wasm filter that paused headers).
+const HOLD_HEADER: &str = "x-dpp-guard-hold";
+
 /// One HTTP request/response under the policy.
 pub struct GuardedStream {
     policy: Rc<Policy>,
@@ -73,8 +78,12 @@ impl HttpContext for GuardedStream {
             Step::Pass => Action::Continue,
             Step::Hold => {
                 // The rewritten body has another length; Envoy re-frames it.
+                // Headers must continue: Envoy delivers no body to a filter
+                // that paused the headers (istio/istio#30213), so the body
+                // is held in the body callbacks instead.
                 self.set_http_request_header("content-length", None);
-                Action::Pause
+                self.set_http_request_header(HOLD_HEADER, Some("1"));
+                Action::Continue
             }
             Step::Refuse(f) => self.refuse(route, Direction::Request, f),
         }
@@ -104,7 +113,8 @@ impl HttpContext for GuardedStream {
             Step::Pass => Action::Continue,
             Step::Hold => {
                 self.set_http_response_header("content-length", None);
-                Action::Pause
+                self.set_http_response_header(HOLD_HEADER, Some("1"));
+                Action::Continue
             }
             Step::Refuse(f) => self.refuse(route, Direction::Response, f),
         }
@@ -131,7 +141,13 @@ impl GuardedStream {
     /// Buffers a protected body until its end, then rewrites it in place.
     fn on_body(&mut self, dir: Direction, body_size: usize, end_of_stream: bool) -> Action {
         if self.refused {
-            return Action::Pause;
+            // After a refusal the only response is our own local reply,
+            // which passes through these callbacks too: let it through.
+            // Request bytes stay held.
+            return match dir {
+                Direction::Request => Action::Pause,
+                Direction::Response => Action::Continue,
+            };
         }
         let policy = Rc::clone(&self.policy);
         let Some(route) = self.route.and_then(|i| policy.routes.get(i)) else {

@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 ENVOY := $(VENV)/bin/envoy
 CARGO ?= cargo
 
-.PHONY: build cli toolchain venv envoy test test-unit test-e2e demo run fmt lint clean
+.PHONY: build cli toolchain venv envoy test test-unit test-e2e demo demo-encryption run fmt lint clean
 
 ## build: the filter at target/wasm32-wasip1/release/dpp_guard.wasm
 build: toolchain
@@ -44,6 +44,10 @@ test-e2e: build cli venv
 ## demo: start Envoy + local upstreams, send scripted requests, show each hop, stop
 demo: build venv
 	$(PY) tests/demo.py
+
+## demo-encryption: PII across an untrusted hop, two Envoys (tests/demo_encryption.py)
+demo-encryption: build cli venv
+	$(PY) tests/demo_encryption.py
 
 ## run: the demo stack kept up until Ctrl-C, with curl commands to paste
 run: build venv

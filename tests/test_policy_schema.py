@@ -40,6 +40,19 @@ INVALID = [
     ('{"version":1,"routes":[{"name":"a","match":{"methods":[]}}]}', "routes[0].match.methods"),
     ('{"version":1,"routes":[{"name":""}]}', "routes[0].name"),
     ('{"version":1,"routes":[{"name":"a","no_store":"yes"}]}', "routes[0].no_store"),
+    # field encryption
+    ('{"version":1,"keys":{"inline":"k1=AAAA"}}', "keys.inline"),
+    ('{"version":1,"keys":{"env":"K","inline":"k1=AAAA"}}', "keys"),
+    ('{"version":1,"routes":[{"name":"a","encrypt":[{"direction":"request","preset":"sp-api-orders"}]}]}', "keys"),
+    ('{"version":1,"keys":{"env":"K"},"routes":[{"name":"a","encrypt":[{"direction":"request"}]}]}',
+     "routes[0].encrypt[0].selectors"),
+    ('{"version":1,"keys":{"env":"K"},"routes":[{"name":"a","encrypt":[{"direction":"up","selectors":["$.a"]}]}]}',
+     "routes[0].encrypt[0].direction"),
+    ('{"version":1,"keys":{"env":"K"},"routes":[{"name":"a","decrypt":[{"direction":"request","selectors":["$.a"],"mode":"random"}]}]}',
+     "routes[0].decrypt[0].mode"),
+    ('{"version":1,"routes":[{"name":"a","body":{"max_bytes":10}}]}', "routes[0].body"),
+    ('{"version":1,"keys":{"env":"K"},"routes":[{"name":"a","encrypt":[{"direction":"request","selectors":["$.a"]}],"body":{"content_encoding":"pass"}}]}',
+     "routes[0].body.content_encoding"),
 ]
 
 

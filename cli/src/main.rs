@@ -11,6 +11,8 @@ use dpp_core::crypto::{KeyId, Keyring};
 use dpp_core::policy::{Direction, FieldAction, Policy};
 use dpp_core::protect;
 
+mod lint_envoy;
+
 const USAGE: &str = "usage: dpp-guard <command> [args]
 
 commands:
@@ -23,6 +25,12 @@ commands:
                          JSON document (stdin when DOC is `-` or absent), print it to
                          stdout. The keyring comes from the variable the policy's
                          `keys.env` names (or --keys-env).
+  lint-envoy [--json] FILE [ECDS_FILE...]
+                         check an Envoy bootstrap (YAML or JSON) and the ECDS files it
+                         uses for plaintext clusters, clusters with their own http_filters,
+                         a router without the upstream TLS guard, listeners serving
+                         protected routes without TLS, key material in Wasm configuration
+                         or key_values, a non-loopback admin address; exits 1 on findings
 ";
 
 fn main() -> ExitCode {
@@ -33,6 +41,7 @@ fn main() -> ExitCode {
         Some("keygen") => keygen(rest),
         Some("encrypt") => transform(rest, FieldAction::Encrypt),
         Some("decrypt") => transform(rest, FieldAction::Decrypt),
+        Some("lint-envoy") => lint_envoy_cmd(rest),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             ExitCode::SUCCESS
@@ -210,4 +219,33 @@ fn run_transform(args: &[String], action: FieldAction) -> Result<(), (u8, String
         .write_all(out.as_deref().unwrap_or(&doc))
         .and_then(|_| stdout.flush())
         .map_err(|e| (2, format!("writing: {e}")))
+}
+fn lint_envoy_cmd(args: &[String]) -> ExitCode {
+    let json = args.iter().any(|a| a == "--json");
+    let files: Vec<&String> = args.iter().filter(|a| *a != "--json").collect();
+    if files.is_empty() || files.iter().any(|f| f.starts_with('-')) {
+        eprint!("{USAGE}");
+        return ExitCode::from(2);
+    }
+    let mut docs = Vec::new();
+    for f in files {
+        match lint_envoy::load(std::path::Path::new(f)) {
+            Ok(d) => docs.push(d),
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let findings = lint_envoy::lint(&docs);
+    if json {
+        println!("{}", lint_envoy::render_json(&findings));
+    } else {
+        print!("{}", lint_envoy::render_text(&findings));
+    }
+    if findings.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

@@ -39,6 +39,25 @@ pub enum EventKind {
     EnvelopeRejected,
     /// Sealing a field failed (random source); nothing was forwarded.
     EncryptionFailed,
+    /// Upstream guard: the upstream connection had no TLS; request not sent.
+    UpstreamPlaintextRefused,
+    /// Upstream guard: TLS below the policy minimum; request not sent.
+    UpstreamTlsVersionRefused,
+    /// Upstream guard: peer certificate does not match the cluster pin.
+    UpstreamIdentityRefused,
+    /// Upstream guard: no connection within the wait bound; request not sent.
+    UpstreamWaitExpired,
+    /// Upstream guard: the stream ended while waiting (connect failed).
+    UpstreamConnectionGone,
+    /// At start: a cluster is exempt from the TLS requirement.
+    UpstreamTlsExemption,
+    /// At start: downstream plaintext accepted (trusted TLS terminator).
+    TrustedTlsTerminator,
+    /// A protected route was called without TLS.
+    DownstreamPlaintextRefused,
+    /// Defence in depth: a plaintext upstream answered; the guard was
+    /// missing or bypassed.
+    PlaintextUpstreamObserved,
 }
 
 impl EventKind {
@@ -53,6 +72,15 @@ impl EventKind {
             | EventKind::UnsupportedContentType
             | EventKind::UnsupportedContentEncoding => Severity::Warning,
             EventKind::EnvelopeRejected | EventKind::EncryptionFailed => Severity::High,
+            EventKind::UpstreamPlaintextRefused => Severity::High,
+            EventKind::UpstreamTlsVersionRefused => Severity::High,
+            EventKind::UpstreamIdentityRefused => Severity::High,
+            EventKind::UpstreamWaitExpired => Severity::Warning,
+            EventKind::UpstreamConnectionGone => Severity::Info,
+            EventKind::UpstreamTlsExemption => Severity::Warning,
+            EventKind::TrustedTlsTerminator => Severity::Warning,
+            EventKind::DownstreamPlaintextRefused => Severity::High,
+            EventKind::PlaintextUpstreamObserved => Severity::Critical,
         }
     }
 
@@ -68,6 +96,15 @@ impl EventKind {
             EventKind::UnsupportedContentEncoding => "unsupported_content_encoding",
             EventKind::EnvelopeRejected => "envelope_rejected",
             EventKind::EncryptionFailed => "encryption_failed",
+            EventKind::UpstreamPlaintextRefused => "upstream_plaintext_refused",
+            EventKind::UpstreamTlsVersionRefused => "upstream_tls_version_refused",
+            EventKind::UpstreamIdentityRefused => "upstream_identity_refused",
+            EventKind::UpstreamWaitExpired => "upstream_wait_expired",
+            EventKind::UpstreamConnectionGone => "upstream_connection_gone",
+            EventKind::UpstreamTlsExemption => "upstream_tls_exemption",
+            EventKind::TrustedTlsTerminator => "trusted_tls_terminator",
+            EventKind::DownstreamPlaintextRefused => "downstream_plaintext_refused",
+            EventKind::PlaintextUpstreamObserved => "plaintext_upstream_observed",
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod events;
 pub mod json;
 pub mod policy;
 pub mod protect;
+pub mod transport;
 
 pub use decision::{LocalReply, RequestDecision, RequestFacts, ResponseHeaderEdits};
 pub use events::{EventKind, SecurityEvent, Severity};

@@ -11,6 +11,7 @@ use proxy_wasm::types::{Action, LogLevel};
 
 use crate::body::{BodyGuard, Step};
 use crate::log;
+use crate::transport_watch::{self, PlaintextWatch};
 
 /// Marks a message whose body dpp_guard holds, for the hold filters of
 /// envoy/dpp-guard-fields.yaml that keep its headers back until the body is
@@ -29,6 +30,8 @@ pub struct GuardedStream {
     response_body: BodyGuard,
     /// Set once a local reply was sent: later callbacks do nothing.
     refused: bool,
+    /// Defence in depth against plaintext upstreams the guard did not stop.
+    plaintext_watch: PlaintextWatch,
 }
 
 impl Context for GuardedStream {}
@@ -61,6 +64,12 @@ impl HttpContext for GuardedStream {
             }
             RequestDecision::Proceed { route } => route,
         };
+        if let Some((reply, event)) = transport_watch::downstream_refusal(&policy, route, &method) {
+            log(LogLevel::Warn, &event.to_log_line());
+            self.refused = true;
+            self.send_local_reply(&reply);
+            return Action::Pause;
+        }
         self.route = policy.routes.iter().position(|r| std::ptr::eq(r, route));
         self.method = method;
 
@@ -94,6 +103,7 @@ impl HttpContext for GuardedStream {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.plaintext_watch.check(&self.policy, "response");
         if self.refused {
             return Action::Continue;
         }
@@ -123,6 +133,10 @@ impl HttpContext for GuardedStream {
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         self.on_body(Direction::Response, body_size, end_of_stream)
     }
+
+    fn on_log(&mut self) {
+        self.plaintext_watch.check(&self.policy, "log");
+    }
 }
 
 impl GuardedStream {
@@ -135,6 +149,7 @@ impl GuardedStream {
             request_body: BodyGuard::default(),
             response_body: BodyGuard::default(),
             refused: false,
+            plaintext_watch: PlaintextWatch::default(),
         }
     }
 

@@ -12,6 +12,7 @@ keyrings come from the DPP_GUARD_KEYS environment variable of each Envoy.
 """
 from __future__ import annotations
 
+import json
 import subprocess
 import threading
 from dataclasses import dataclass, field
@@ -60,6 +61,10 @@ class TwoHop:
                  service: Optional[Responder] = None,
                  policy_a: Optional[Mapping[str, Any]] = None, policy_b: Optional[Mapping[str, Any]] = None):
         self.pki = pki
+        # Both filters of each Envoy (dpp_guard and the upstream TLS guard)
+        # read the same policy: the hop's shipped one unless overridden.
+        policy_a = policy_a or json.loads((ENVOY_DIR / "policies" / "hop-a-encrypt.json").read_text())
+        policy_b = policy_b or json.loads((ENVOY_DIR / "policies" / "hop-b-decrypt.json").read_text())
         self.relay_log: list[RelayExchange] = []
         self._lock = threading.Lock()
         self.b = GuardStack(pki, workdir=workdir / "envoy-b", policy=policy_b, responder=service,

@@ -13,6 +13,8 @@ pub struct PolicyDoc {
     pub keys: Option<KeysDoc>,
     #[serde(default)]
     pub routes: Vec<RouteDoc>,
+    /// Encryption in transit; compiled in `transport.rs`.
+    pub transport: Option<super::transport::TransportDoc>,
 }
 
 #[derive(Deserialize)]

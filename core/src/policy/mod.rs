@@ -13,6 +13,7 @@
 mod doc;
 mod fields;
 mod route;
+mod transport;
 
 use std::fmt;
 
@@ -21,6 +22,10 @@ pub use fields::{
     DEFAULT_MAX_BODY_BYTES,
 };
 pub use route::{HostMatch, MethodSet, PathMatch, Route, RouteMatch};
+pub use transport::{
+    ClusterName, ClusterRule, DownstreamTransport, PeerPin, TlsVersion, Transport,
+    UpstreamTransport,
+};
 
 /// The only policy version this build understands.
 pub const POLICY_VERSION: u64 = 1;
@@ -61,6 +66,8 @@ pub struct Policy {
     pub routes: Vec<Route>,
     /// Where the keyring comes from; set when any route has field rules.
     pub keys: Option<KeySource>,
+    /// Encryption in transit (upstream guard, downstream TLS).
+    pub transport: Transport,
 }
 
 impl Policy {
@@ -98,7 +105,12 @@ impl Policy {
                 "required: routes have `encrypt` or `decrypt` rules",
             ));
         }
-        Ok(Policy { routes, keys })
+        let transport = Transport::compile(doc.transport)?;
+        Ok(Policy {
+            routes,
+            keys,
+            transport,
+        })
     }
 
     /// The first route whose match accepts the request, in policy order.

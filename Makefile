@@ -42,7 +42,7 @@ test-e2e: build cli venv
 	$(PY) -m pytest tests -q
 
 ## demo: start Envoy + local upstreams, send scripted requests, show each hop, stop
-demo: build venv
+demo: build cli venv
 	$(PY) tests/demo.py
 
 ## demo-encryption: PII across an untrusted hop, two Envoys (tests/demo_encryption.py)

@@ -11,7 +11,9 @@ use dpp_core::crypto::{KeyId, Keyring};
 use dpp_core::policy::{Direction, FieldAction, Policy};
 use dpp_core::protect;
 
+mod lint_access_log;
 mod lint_envoy;
+mod verify_log;
 
 const USAGE: &str = "usage: dpp-guard <command> [args]
 
@@ -30,7 +32,9 @@ commands:
                          uses for plaintext clusters, clusters with their own http_filters,
                          a router without the upstream TLS guard, listeners serving
                          protected routes without TLS, key material in Wasm configuration
-                         or key_values, a non-loopback admin address; exits 1 on findings
+                         or key_values, a non-loopback admin address, access logs that
+                         print request data instead of dpp_guard's scrubbed record;
+                         exits 1 on findings
 ";
 
 fn main() -> ExitCode {
@@ -42,8 +46,9 @@ fn main() -> ExitCode {
         Some("encrypt") => transform(rest, FieldAction::Encrypt),
         Some("decrypt") => transform(rest, FieldAction::Decrypt),
         Some("lint-envoy") => lint_envoy_cmd(rest),
+        Some("verify-log") => verify_log::run(rest),
         Some("-h" | "--help" | "help") => {
-            print!("{USAGE}");
+            print!("{USAGE}{}", verify_log::USAGE);
             ExitCode::SUCCESS
         }
         _ => usage(),
@@ -51,7 +56,7 @@ fn main() -> ExitCode {
 }
 
 fn usage() -> ExitCode {
-    eprint!("{USAGE}");
+    eprint!("{USAGE}{}", verify_log::USAGE);
     ExitCode::from(2)
 }
 

@@ -162,6 +162,17 @@ pub fn rewrite(
     keyring: &Keyring,
     body: &[u8],
 ) -> Result<Option<Vec<u8>>, BodyFailure> {
+    rewrite_counted(rules, keyring, body).map(|(body, _)| body)
+}
+
+/// [`rewrite`], also returning how many fields were sealed or opened (for
+/// the access record).
+pub fn rewrite_counted(
+    rules: &FieldRules,
+    keyring: &Keyring,
+    body: &[u8],
+) -> Result<(Option<Vec<u8>>, u32), BodyFailure> {
+    let mut fields = 0u32;
     let mut scratch = Scratch::default();
     let result = match rules.action {
         FieldAction::Encrypt => {
@@ -175,6 +186,7 @@ pub fn rewrite(
                     context: &rule.context,
                     blind_index: rule.blind_index,
                 };
+                fields = fields.saturating_add(1);
                 envelope::seal_into(key, sel.path, sel.raw, opts, &mut scratch, out)
             })
         }
@@ -189,10 +201,11 @@ pub fn rewrite(
                 [b'"', inner @ .., b'"'] if !inner.contains(&b'\\') => inner,
                 _ => return Err(EnvelopeError::NotEnvelope),
             };
+            fields = fields.saturating_add(1);
             envelope::open_into(keyring, sel.path, text, &rule.context, &mut scratch, out)
         }),
     };
-    result.map_err(|e| match e {
+    result.map(|body| (body, fields)).map_err(|e| match e {
         SpliceError::Json(_) => BodyFailure::Malformed,
         SpliceError::Value(EnvelopeError::Seal) => BodyFailure::Seal,
         SpliceError::Value(e) => BodyFailure::Envelope(e),

@@ -3,14 +3,17 @@
 use std::rc::Rc;
 
 use dpp_core::crypto::Keyring;
-use dpp_core::policy::{Direction, Route};
+use dpp_core::policy::{Direction, FieldAction, Route};
 use dpp_core::protect::{self, BodyFailure};
-use dpp_core::{LocalReply, Policy, RequestDecision, RequestFacts};
+use dpp_core::{
+    Actions, EventKind, LocalReply, Policy, RequestDecision, RequestFacts, RequestLogFacts,
+    SecurityEvent, TlsFacts,
+};
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, LogLevel};
+use proxy_wasm::types::Action;
 
 use crate::body::{BodyGuard, Step};
-use crate::log;
+use crate::logging::LogSink;
 use crate::transport_watch::{self, PlaintextWatch};
 
 /// Marks a message whose body dpp_guard holds, for the hold filters of
@@ -22,16 +25,20 @@ const HOLD_HEADER: &str = "x-dpp-guard-hold";
 pub struct GuardedStream {
     policy: Rc<Policy>,
     keyring: Option<Rc<Keyring>>,
+    sink: Rc<LogSink>,
     /// Index of the policy route covering this stream, if any.
     route: Option<usize>,
-    /// The request method, for events (normalised there).
-    method: String,
-    request_body: BodyGuard,
-    response_body: BodyGuard,
-    /// Set once a local reply was sent: later callbacks do nothing.
-    refused: bool,
     /// Defence in depth against plaintext upstreams the guard did not stop.
     plaintext_watch: PlaintextWatch,
+    /// What the filter did; other features add to it, the access record reports it.
+    pub actions: Actions,
+    /// Request facts kept for the access record (raw: scrubbed at log time).
+    log_facts: RequestLogFacts,
+    request_body: BodyGuard,
+    response_body: BodyGuard,
+    /// Set once a local reply was sent: later callbacks let only that reply
+    /// through.
+    refused: bool,
 }
 
 impl Context for GuardedStream {}
@@ -43,9 +50,8 @@ impl HttpContext for GuardedStream {
             .unwrap_or_default();
         let path = self.get_http_request_header(":path").unwrap_or_default();
         let method = self.get_http_request_header(":method").unwrap_or_default();
-        let route_name = self
-            .get_property(vec!["xds", "route_name"])
-            .and_then(|v| String::from_utf8(v).ok());
+        let route_name = self.property_string(&["xds", "route_name"]);
+        self.remember_request(&path, &method);
         let facts = RequestFacts {
             host: &host,
             path: &path,
@@ -56,22 +62,23 @@ impl HttpContext for GuardedStream {
         let policy = Rc::clone(&self.policy);
         let route = match policy.decide_request(&facts) {
             RequestDecision::Unprotected => return Action::Continue,
-            RequestDecision::Refuse { reply, event, .. } => {
-                log(LogLevel::Warn, &event.to_log_line());
-                self.refused = true;
-                self.send_local_reply(&reply);
+            RequestDecision::Refuse {
+                route,
+                reply,
+                event,
+            } => {
+                self.log_facts.policy_route = Some(route.name.clone());
+                self.refuse(&reply, event);
                 return Action::Pause;
             }
             RequestDecision::Proceed { route } => route,
         };
+        self.log_facts.policy_route = Some(route.name.clone());
         if let Some((reply, event)) = transport_watch::downstream_refusal(&policy, route, &method) {
-            log(LogLevel::Warn, &event.to_log_line());
-            self.refused = true;
-            self.send_local_reply(&reply);
+            self.refuse(&reply, event);
             return Action::Pause;
         }
         self.route = policy.routes.iter().position(|r| std::ptr::eq(r, route));
-        self.method = method;
 
         if route.fields(Direction::Response).is_some() {
             // A compressed response could not be inspected (and would be
@@ -94,7 +101,7 @@ impl HttpContext for GuardedStream {
                 self.set_http_request_header(HOLD_HEADER, Some("1"));
                 Action::Continue
             }
-            Step::Refuse(f) => self.refuse(route, Direction::Request, f),
+            Step::Refuse(f) => self.refuse_body(route, Direction::Request, f),
         }
     }
 
@@ -103,8 +110,11 @@ impl HttpContext for GuardedStream {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        self.plaintext_watch.check(&self.policy, "response");
+        if self.plaintext_watch.check(&self.policy, "response") {
+            self.actions.raised(EventKind::PlaintextUpstreamObserved);
+        }
         if self.refused {
+            // Our own local reply.
             return Action::Continue;
         }
         let policy = Rc::clone(&self.policy);
@@ -126,7 +136,7 @@ impl HttpContext for GuardedStream {
                 self.set_http_response_header(HOLD_HEADER, Some("1"));
                 Action::Continue
             }
-            Step::Refuse(f) => self.refuse(route, Direction::Response, f),
+            Step::Refuse(f) => self.refuse_body(route, Direction::Response, f),
         }
     }
 
@@ -135,21 +145,27 @@ impl HttpContext for GuardedStream {
     }
 
     fn on_log(&mut self) {
-        self.plaintext_watch.check(&self.policy, "log");
+        if self.plaintext_watch.check(&self.policy, "log") {
+            self.actions.raised(EventKind::PlaintextUpstreamObserved);
+        }
+        self.complete_log_facts();
+        self.sink.access(&self.log_facts, &self.actions);
     }
 }
 
 impl GuardedStream {
-    pub fn new(policy: Rc<Policy>, keyring: Option<Rc<Keyring>>) -> Self {
+    pub fn new(policy: Rc<Policy>, keyring: Option<Rc<Keyring>>, sink: Rc<LogSink>) -> Self {
         GuardedStream {
             policy,
             keyring,
+            sink,
             route: None,
-            method: String::new(),
+            plaintext_watch: PlaintextWatch::default(),
+            actions: Actions::default(),
+            log_facts: RequestLogFacts::default(),
             request_body: BodyGuard::default(),
             response_body: BodyGuard::default(),
             refused: false,
-            plaintext_watch: PlaintextWatch::default(),
         }
     }
 
@@ -174,7 +190,7 @@ impl GuardedStream {
         };
         match guard.on_body(route, body_size) {
             Step::Pass => return Action::Continue,
-            Step::Refuse(f) => return self.refuse(route, dir, f),
+            Step::Refuse(f) => return self.refuse_body(route, dir, f),
             Step::Hold if !end_of_stream => return Action::Pause,
             Step::Hold => {}
         }
@@ -189,28 +205,48 @@ impl GuardedStream {
         // The keyring is loaded whenever a route has rules (on_configure
         // refuses the policy otherwise); its absence here is still refused.
         let (Some(rules), Some(keyring)) = (route.fields(dir), self.keyring.as_deref()) else {
-            return self.refuse(route, dir, BodyFailure::Seal);
+            return self.refuse_body(route, dir, BodyFailure::Seal);
         };
-        match protect::rewrite(rules, keyring, &body) {
-            Ok(None) => Action::Continue,
-            Ok(Some(new)) => {
-                match dir {
-                    Direction::Request => self.set_http_request_body(0, body_size, &new),
-                    Direction::Response => self.set_http_response_body(0, body_size, &new),
+        match protect::rewrite_counted(rules, keyring, &body) {
+            Ok((new, fields)) => {
+                match rules.action {
+                    FieldAction::Encrypt => self.actions.fields_encrypted += fields,
+                    FieldAction::Decrypt => self.actions.fields_decrypted += fields,
+                }
+                if let Some(new) = new {
+                    match dir {
+                        Direction::Request => self.set_http_request_body(0, body_size, &new),
+                        Direction::Response => self.set_http_response_body(0, body_size, &new),
+                    }
                 }
                 Action::Continue
             }
-            Err(f) => self.refuse(route, dir, f),
+            Err(f) => self.refuse_body(route, dir, f),
         }
     }
 
-    /// Fails closed: a JSON error reply, a security event, nothing forwarded.
-    fn refuse(&mut self, route: &Route, dir: Direction, failure: BodyFailure) -> Action {
-        let (reply, event) = failure.reply(dir, &route.name, &self.method);
-        log(LogLevel::Warn, &event.to_log_line());
-        self.refused = true;
-        self.send_local_reply(&reply);
+    /// Fails closed on a protected body: a JSON error reply, a security
+    /// event, nothing of the body forwarded.
+    fn refuse_body(&mut self, route: &Route, dir: Direction, failure: BodyFailure) -> Action {
+        let method = self.log_facts.method.clone();
+        let (reply, event) = failure.reply(dir, &route.name, &method);
+        self.refuse(&reply, event);
         Action::Pause
+    }
+
+    /// Answers with the filter's own reply instead of forwarding, reports
+    /// the event (joined to the access record by request id) and records
+    /// both in the stream's actions.
+    fn refuse(&mut self, reply: &LocalReply, event: SecurityEvent) {
+        self.refused = true;
+        let event = match &self.log_facts.request_id {
+            Some(id) => event.request_id(id),
+            None => event,
+        };
+        self.sink.emit(&event);
+        self.actions.raised(event.event);
+        self.actions.refused(reply.code);
+        self.send_local_reply(reply);
     }
 
     fn send_local_reply(&self, reply: &LocalReply) {
@@ -222,5 +258,81 @@ impl GuardedStream {
             ],
             Some(reply.body.as_bytes()),
         );
+    }
+
+    fn property_string(&self, path: &[&str]) -> Option<String> {
+        self.get_property(path.to_vec())
+            .and_then(|v| String::from_utf8(v).ok())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// Envoy encodes integer properties as 8 little-endian bytes.
+    fn property_u64(&self, path: &[&str]) -> Option<u64> {
+        let v = self.get_property(path.to_vec())?;
+        let bytes: [u8; 8] = v.get(..8)?.try_into().ok()?;
+        Some(u64::from_le_bytes(bytes))
+    }
+
+    /// Request-side facts, read while the request headers are at hand.
+    fn remember_request(&mut self, path: &str, method: &str) {
+        let request_id = self.get_http_request_header("x-request-id");
+        let wanted = self.sink.request_headers.clone();
+        let headers = wanted
+            .iter()
+            .filter_map(|name| Some((name.clone(), self.get_http_request_header(name)?)))
+            .collect();
+        let principal = self
+            .sink
+            .principal_header
+            .as_deref()
+            .and_then(|h| self.get_http_request_header(h));
+        let facts = &mut self.log_facts;
+        facts.path = path.to_string();
+        facts.method = method.to_string();
+        facts.request_id = request_id;
+        facts.headers = headers;
+        facts.principal = principal;
+    }
+
+    /// Response-side facts, complete only at log time.
+    fn complete_log_facts(&mut self) {
+        let now = self
+            .get_current_time()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let status = self.property_u64(&["response", "code"]);
+        let code_details = self.property_string(&["response", "code_details"]);
+        let route_name = self.property_string(&["xds", "route_name"]);
+        let cluster = self.property_string(&["xds", "cluster_name"]);
+        let duration = self.property_u64(&["request", "duration"]);
+        let request_bytes = self.property_u64(&["request", "total_size"]);
+        let response_bytes = self.property_u64(&["response", "total_size"]);
+        let downstream_tls = self.property_string(&["connection", "tls_version"]);
+        let mtls = self
+            .get_property(vec!["connection", "mtls"])
+            .is_some_and(|v| v.first() == Some(&1));
+        let upstream_tls = self.property_string(&["upstream", "tls_version"]);
+        let client = self.property_string(&["source", "address"]);
+        let peer = mtls
+            .then(|| self.property_string(&["connection", "subject_peer_certificate"]))
+            .flatten();
+        let facts = &mut self.log_facts;
+        facts.time_unix_nanos = now;
+        facts.status = status;
+        facts.code_details = code_details;
+        facts.route_name = route_name;
+        facts.upstream_cluster = cluster;
+        facts.duration_nanos = duration;
+        facts.request_bytes = request_bytes;
+        facts.response_bytes = response_bytes;
+        facts.tls = TlsFacts {
+            downstream: downstream_tls,
+            downstream_mtls: mtls,
+            upstream: upstream_tls,
+        };
+        facts.client_address = client;
+        if facts.principal.is_none() {
+            facts.principal = peer;
+        }
     }
 }

@@ -13,6 +13,7 @@ pub struct PolicyDoc {
     pub keys: Option<KeysDoc>,
     #[serde(default)]
     pub routes: Vec<RouteDoc>,
+    pub logging: Option<super::logging::LoggingDoc>,
     /// Encryption in transit; compiled in `transport.rs`.
     pub transport: Option<super::transport::TransportDoc>,
 }

@@ -12,6 +12,7 @@
 
 mod doc;
 mod fields;
+mod logging;
 mod route;
 mod transport;
 
@@ -21,6 +22,7 @@ pub use fields::{
     BodyOptions, Direction, FieldAction, FieldRule, FieldRules, KeySource, NonJson,
     DEFAULT_MAX_BODY_BYTES,
 };
+pub use logging::{LoggingPolicy, DEFAULT_LOG_KEY_ENV};
 pub use route::{HostMatch, MethodSet, PathMatch, Route, RouteMatch};
 pub use transport::{
     ClusterName, ClusterRule, DownstreamTransport, PeerPin, TlsVersion, Transport,
@@ -68,6 +70,10 @@ pub struct Policy {
     pub keys: Option<KeySource>,
     /// Encryption in transit (upstream guard, downstream TLS).
     pub transport: Transport,
+    pub logging: LoggingPolicy,
+    /// SHA-256 (hex) of the policy document as delivered: the identity of
+    /// this configuration in `policy_loaded` events.
+    pub sha256: String,
 }
 
 impl Policy {
@@ -106,10 +112,13 @@ impl Policy {
             ));
         }
         let transport = Transport::compile(doc.transport)?;
+        let logging = LoggingPolicy::compile(doc.logging)?;
         Ok(Policy {
             routes,
             keys,
             transport,
+            logging,
+            sha256: sha256_hex(bytes),
         })
     }
 
@@ -117,6 +126,14 @@ impl Policy {
     pub fn match_route(&self, facts: &crate::RequestFacts<'_>) -> Option<&Route> {
         self.routes.iter().find(|r| r.matcher.matches(facts))
     }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]

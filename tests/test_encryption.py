@@ -198,6 +198,30 @@ def test_request_failures_fail_closed(guard_stack, pki):
     assert "accept-encoding" not in seen.headers, "a compressed response could not be decrypted"
 
 
+def test_streamed_body_over_the_limit_is_refused_in_the_body_phase(guard_stack):
+    """No content-length to check up front: the limit holds while buffering."""
+    import http.client
+    import ssl
+
+    stack = guard_stack(policy=POLICY_A, ecds=HOP_A, bootstrap=BOOTSTRAP, env={"DPP_GUARD_KEYS": keygen("k1")},
+                        responder=service)
+    chunks = [b'{"payload":{"BuyerEmail":"jq7f2k9x@example.com","pad":"'] + [b"x" * 512] * 8 + [b'"}}']
+    conn = http.client.HTTPSConnection("127.0.0.1", stack.port, timeout=15,
+                                       context=ssl.create_default_context(cafile=str(stack.pki.ca_cert)))
+    try:
+        conn.request("POST", "/orders/v0/orders/1/buyerInfo", body=iter(chunks), encode_chunked=True,
+                     headers={"host": "localhost", **JSON, "transfer-encoding": "chunked"})
+        r = conn.getresponse()
+        status, body = r.status, r.read()
+    finally:
+        conn.close()
+    assert status == 413, body
+    assert json.loads(body)["error"] == "body_too_large"
+    assert stack.service.requests == [] and upstream_requests(stack) == 0
+    (event,) = events(stack.envoy, "body_too_large")
+    assert event["detail"] == "request"
+
+
 def envelope_of(body: bytes, member: str) -> str:
     return json.loads(body)["payload"][member]
 

@@ -114,6 +114,31 @@ pub struct Scratch {
     aad: Vec<u8>,
     buf: Vec<u8>,
     canon: Vec<u8>,
+    /// Random nonces drawn in batches: one call to the system source (a
+    /// host call in the proxy) per [`NONCE_BATCH`] fields instead of one
+    /// per field.
+    nonces: Vec<u8>,
+    nonce_pos: usize,
+}
+
+/// Nonces fetched per call to the random source.
+pub const NONCE_BATCH: usize = 16;
+
+impl Scratch {
+    fn random_nonce(&mut self, out: &mut [u8]) -> Result<(), EnvelopeError> {
+        if self.nonce_pos + NONCE_LEN > self.nonces.len() {
+            self.nonces.resize(NONCE_LEN * NONCE_BATCH, 0);
+            getrandom::fill(&mut self.nonces).map_err(|_| EnvelopeError::Seal)?;
+            self.nonce_pos = 0;
+        }
+        let next = self
+            .nonces
+            .get(self.nonce_pos..self.nonce_pos + NONCE_LEN)
+            .ok_or(EnvelopeError::Seal)?;
+        out.copy_from_slice(next);
+        self.nonce_pos += NONCE_LEN;
+        Ok(())
+    }
 }
 
 impl Drop for Scratch {
@@ -171,19 +196,25 @@ pub fn seal_into(
         raw
     };
 
-    let buf = &mut scratch.buf;
-    buf.clear();
-    buf.resize(NONCE_LEN, 0);
+    let mut nonce = [0u8; NONCE_LEN];
     match opts.mode {
-        Mode::Random => getrandom::fill(&mut buf[..NONCE_LEN]).map_err(|_| EnvelopeError::Seal)?,
+        Mode::Random => scratch.random_nonce(&mut nonce)?,
         Mode::Deterministic => {
             let mut mac = prf(&key.nonce_key);
             mac.update(&scratch.aad);
             mac.update(plaintext);
             let prf = mac.finalize().into_bytes();
-            buf[..NONCE_LEN].copy_from_slice(&prf[..NONCE_LEN]);
+            nonce.copy_from_slice(&prf[..NONCE_LEN]);
         }
     }
+    let plaintext: &[u8] = if opts.mode == Mode::Deterministic {
+        &scratch.canon
+    } else {
+        raw
+    };
+    let buf = &mut scratch.buf;
+    buf.clear();
+    buf.extend_from_slice(&nonce);
     buf.extend_from_slice(plaintext);
     let (nonce, body) = buf.split_at_mut(NONCE_LEN);
     let tag = key

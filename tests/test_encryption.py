@@ -94,6 +94,27 @@ def test_sp_api_payload_crosses_the_untrusted_hop_encrypted_both_ways(two_hop, o
         assert leaks(envoy.log().encode(), doc) == []
 
 
+def test_fields_bootstrap_is_the_base_bootstrap_plus_the_hold_filters():
+    """envoy/dpp-guard-fields.yaml must follow envoy/dpp-guard.yaml: same
+    listener, clusters, upstream guard and access log, plus the two holds."""
+    import re
+
+    import yaml
+
+    from support.paths import ENVOY_DIR
+
+    def load(name):
+        return yaml.safe_load(re.sub(r"\$\{[A-Z0-9_]+\}", "0", (ENVOY_DIR / name).read_text()))
+
+    base, fields = load("dpp-guard.yaml"), load("dpp-guard-fields.yaml")
+    hcm = fields["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    names = [f["name"] for f in hcm["http_filters"]]
+    assert names[names.index("dpp_guard") - 1] == "dpp_guard_response_hold"
+    assert names[names.index("dpp_guard") + 1] == "dpp_guard_request_hold"
+    hcm["http_filters"] = [f for f in hcm["http_filters"] if not f["name"].endswith("_hold")]
+    assert fields == base
+
+
 def test_rewrite_keeps_every_unselected_byte(two_hop):
     """Key order, white space and number spelling outside PII fields survive both hops."""
     body = (b'{ "payload" : {"Z_last_first": 1.50E+3,\n  "BuyerEmail": "x9z8@example.com",'
@@ -109,6 +130,15 @@ def test_rewrite_keeps_every_unselected_byte(two_hop):
     prefix, rest = relayed.body.split(b'"BuyerEmail": "dpg1.k1.', 1)
     assert prefix == b'{ "payload" : {"Z_last_first": 1.50E+3,\n  '
     assert rest.split(b'"', 1)[1] == b',   "AmazonOrderId":"1", "n": [ 1 , -0.0 ] } }'
+    # The access records say what each hop did, and carry no PII.
+    a_records = [json.loads(l) for l in hop.a.access_log().splitlines() if l.strip()]
+    b_records = [json.loads(l) for l in hop.b.access_log().splitlines() if l.strip()]
+    assert [r["actions"]["fields_encrypted"] for r in a_records] == [1]
+    assert [r["actions"]["fields_decrypted"] for r in a_records] == [1]  # the echoed response
+    assert [r["actions"]["fields_decrypted"] for r in b_records] == [1]
+    assert [r["actions"]["fields_encrypted"] for r in b_records] == [1]
+    for log in (hop.a.access_log(), hop.b.access_log()):
+        assert "x9z8@example.com" not in log
 
 
 def test_key_rotation(two_hop):

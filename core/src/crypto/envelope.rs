@@ -281,7 +281,8 @@ pub fn open_into(
 
     let buf = &mut scratch.buf;
     buf.clear();
-    buf.resize(Base64UrlUnpadded::encoded_len(&[]) + payload.len(), 0);
+    // Decoded base64 is never longer than its text.
+    buf.resize(payload.len(), 0);
     let n = Base64UrlUnpadded::decode(payload, buf)
         .map_err(|_| EnvelopeError::Malformed)?
         .len();

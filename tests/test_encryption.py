@@ -141,6 +141,37 @@ def test_rewrite_keeps_every_unselected_byte(two_hop):
         assert "x9z8@example.com" not in log
 
 
+def test_deterministic_mode_and_blind_index_through_both_hops(two_hop):
+    """Equality joins on the untrusted side: equal e-mails give equal envelopes
+    (deterministic), phones keep random envelopes with equal blind indexes."""
+    rules = [
+        {"direction": "request", "selectors": ["$.payload.BuyerEmail"], "mode": "deterministic", "context": "t1"},
+        {"direction": "request", "selectors": ["$..Phone"], "blind_index": True, "context": "t1"},
+    ]
+    policy_a = {"version": 1, "keys": {"env": "DPP_GUARD_KEYS"}, "routes": [
+        {"name": "orders", "match": {"path": {"prefix": "/orders/"}}, "encrypt": rules}]}
+    policy_b = {"version": 1, "keys": {"env": "DPP_GUARD_KEYS"}, "routes": [
+        {"name": "orders", "match": {"path": {"prefix": "/orders/"}},
+         "decrypt": [{"direction": "request", "selectors": ["$.payload.BuyerEmail", "$..Phone"], "context": "t1"}]}]}
+    keys = keygen("k1")
+    hop = two_hop(keys_a=keys, service=service, policy_a=policy_a, policy_b=policy_b)
+    doc = {"payload": {"BuyerEmail": "same@example.com", "Address": {"Phone": "+1 206-555-0147"}}}
+    for _ in range(2):
+        r = hop.request("POST", "/orders/v0/orders/1", body=json.dumps(doc), headers=JSON)
+        assert r.status == 200, r.body
+    relayed = [q.json()["payload"] for q in hop.relay.requests]
+    assert relayed[0]["BuyerEmail"] == relayed[1]["BuyerEmail"]
+    assert relayed[0]["BuyerEmail"].startswith("dpg1.k1.")
+    phones = [p["Address"]["Phone"] for p in relayed]
+    assert phones[0] != phones[1], "random mode stays randomized"
+    assert [p.count(".") for p in phones] == [3, 3], "envelope with a blind index"
+    assert phones[0].rsplit(".", 1)[1] == phones[1].rsplit(".", 1)[1], "equal blind index"
+    assert [q.json() for q in hop.service.requests] == [doc, doc]
+    # Keys are only in Envoy's environment: the admin endpoint shows the name, not the key.
+    dump = hop.a.envoy.admin_get("/config_dump")
+    assert "DPP_GUARD_KEYS" in dump and keys.split("=", 1)[1] not in dump
+
+
 def test_key_rotation(two_hop):
     k1, k2 = keygen("k1"), keygen("k2")
     path, doc = OPERATIONS["getOrderBuyerInfo"]

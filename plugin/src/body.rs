@@ -26,6 +26,10 @@ pub enum Step {
 #[derive(Default)]
 pub struct BodyGuard {
     buffering: bool,
+    /// Bytes buffered so far (Envoy reports the whole buffered size).
+    seen: usize,
+    /// The body was rewritten (or refused): nothing left to do.
+    done: bool,
 }
 
 impl BodyGuard {
@@ -63,13 +67,25 @@ impl BodyGuard {
 
     /// Body callback: `Hold` until the end of the stream, then the caller
     /// calls [`BodyGuard::finish`].
-    pub fn on_body(&self, route: &Route, body_size: usize) -> Step {
-        if !self.buffering {
+    pub fn on_body(&mut self, route: &Route, body_size: usize) -> Step {
+        if !self.buffering || self.done {
             return Step::Pass;
         }
+        self.seen = body_size;
         if body_size > route.body.max_bytes {
             return Step::Refuse(BodyFailure::TooLarge);
         }
         Step::Hold
+    }
+
+    /// Trailers arrived: the body is complete although no body callback
+    /// said end of stream. `Some(size)` when a buffered body still awaits
+    /// its rewrite (it must not pass as it is).
+    pub fn pending_at_trailers(&self) -> Option<usize> {
+        (self.buffering && !self.done).then_some(self.seen)
+    }
+
+    pub fn finish(&mut self) {
+        self.done = true;
     }
 }

@@ -109,6 +109,10 @@ impl HttpContext for GuardedStream {
         self.on_body(Direction::Request, body_size, end_of_stream)
     }
 
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.on_trailers(Direction::Request)
+    }
+
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         if self.plaintext_watch.check(&self.policy, "response") {
             self.actions.raised(EventKind::PlaintextUpstreamObserved);
@@ -142,6 +146,10 @@ impl HttpContext for GuardedStream {
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         self.on_body(Direction::Response, body_size, end_of_stream)
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.on_trailers(Direction::Response)
     }
 
     fn on_log(&mut self) {
@@ -185,8 +193,8 @@ impl GuardedStream {
             return Action::Continue;
         };
         let guard = match dir {
-            Direction::Request => &self.request_body,
-            Direction::Response => &self.response_body,
+            Direction::Request => &mut self.request_body,
+            Direction::Response => &mut self.response_body,
         };
         match guard.on_body(route, body_size) {
             Step::Pass => return Action::Continue,
@@ -194,13 +202,47 @@ impl GuardedStream {
             Step::Hold if !end_of_stream => return Action::Pause,
             Step::Hold => {}
         }
+        self.finish_body(route, dir, body_size)
+    }
+
+    /// Trailers end a body too (HTTP/2, or HTTP/1 with trailers enabled): a
+    /// body still held is rewritten now, never passed on as it is.
+    fn on_trailers(&mut self, dir: Direction) -> Action {
+        if self.refused {
+            return match dir {
+                Direction::Request => Action::Pause,
+                Direction::Response => Action::Continue,
+            };
+        }
+        let pending = match dir {
+            Direction::Request => self.request_body.pending_at_trailers(),
+            Direction::Response => self.response_body.pending_at_trailers(),
+        };
+        let policy = Rc::clone(&self.policy);
+        match (pending, self.route.and_then(|i| policy.routes.get(i))) {
+            (Some(size), Some(route)) => self.finish_body(route, dir, size),
+            _ => Action::Continue,
+        }
+    }
+
+    /// Rewrites the complete buffered body of `dir` in place, or refuses it.
+    fn finish_body(&mut self, route: &Route, dir: Direction, body_size: usize) -> Action {
+        match dir {
+            Direction::Request => self.request_body.finish(),
+            Direction::Response => self.response_body.finish(),
+        }
+        if body_size == 0 {
+            return Action::Continue;
+        }
         let body = match dir {
             Direction::Request => self.get_http_request_body(0, body_size),
             Direction::Response => self.get_http_response_body(0, body_size),
         }
         .unwrap_or_default();
-        if body.is_empty() {
-            return Action::Continue;
+        if body.len() != body_size {
+            // Envoy could not hand over the buffered body: it cannot be
+            // checked, so it does not pass.
+            return self.refuse_body(route, dir, BodyFailure::Malformed);
         }
         // The keyring is loaded whenever a route has rules (on_configure
         // refuses the policy otherwise); its absence here is still refused.
@@ -210,8 +252,14 @@ impl GuardedStream {
         match protect::rewrite_counted(rules, keyring, &body) {
             Ok((new, fields)) => {
                 match rules.action {
-                    FieldAction::Encrypt => self.actions.fields_encrypted += fields,
-                    FieldAction::Decrypt => self.actions.fields_decrypted += fields,
+                    FieldAction::Encrypt => {
+                        self.actions.fields_encrypted =
+                            self.actions.fields_encrypted.saturating_add(fields)
+                    }
+                    FieldAction::Decrypt => {
+                        self.actions.fields_decrypted =
+                            self.actions.fields_decrypted.saturating_add(fields)
+                    }
                 }
                 if let Some(new) = new {
                     match dir {

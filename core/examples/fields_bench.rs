@@ -1,7 +1,10 @@
 //! Native throughput of the field rewrite, beside the serde_json
 //! parse-and-serialize floor, on SP-API order bodies.
 //!
-//! `cargo run --release -p dpp-guard-core --example fields_bench`
+//! Native: `cargo run --release -p dpp-guard-core --example fields_bench`
+//! In V8 (the engine Envoy runs the filter in):
+//! `cargo build --release -p dpp-guard-core --example fields_bench --target wasm32-wasip1`
+//! `node --no-warnings core/examples/wasi-run.mjs target/wasm32-wasip1/release/examples/fields_bench.wasm`
 //! Prints microseconds per body (median of 15 runs of N iterations).
 
 use std::hint::black_box;

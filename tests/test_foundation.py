@@ -138,3 +138,15 @@ def test_invalid_update_keeps_the_last_valid_policy(guard_stack, tmp_path):
     assert stack.request("GET", "/mws/x").status == 503
     assert stack.request("GET", "/catalog/1").status == 200
     assert stack.envoy.stats().get("extension_config_discovery.http_filter.dpp_guard.config_fail", 0) >= 1
+
+
+def test_route_name_and_host_come_from_envoy(guard_stack):
+    """`route_name` follows Envoy's own routing (xds.route_name); `host` the :authority."""
+    stack = guard_stack(policy={"version": 1, "routes": [
+        {"name": "by-envoy-route", "match": {"route_name": "service", "host": "*.example.com"},
+         "kill_switch": True},
+        {"name": "other-envoy-route", "match": {"route_name": "not-this-one"}, "kill_switch": True},
+    ]})
+    assert stack.request("GET", "/x", host="api.example.com:8443").status == 503
+    assert stack.request("GET", "/x", host="localhost").status == 200
+    assert len(stack.service.requests) == 1

@@ -219,12 +219,8 @@ fn derived_stream_property(st: &crate::state::StreamState, path: &[String]) -> O
     let segs: Vec<&str> = path.iter().map(String::as_str).collect();
     match segs.as_slice() {
         ["request", "path"] => h(":path"),
-        ["request", "url_path"] => header_value(req, ":path").map(|p| {
-            p.split_once('?')
-                .map_or(p, |(a, _)| a)
-                .as_bytes()
-                .to_vec()
-        }),
+        ["request", "url_path"] => header_value(req, ":path")
+            .map(|p| p.split_once('?').map_or(p, |(a, _)| a).as_bytes().to_vec()),
         ["request", "host"] => h(":authority"),
         ["request", "method"] => h(":method"),
         ["request", "scheme"] => h(":scheme"),
@@ -233,13 +229,17 @@ fn derived_stream_property(st: &crate::state::StreamState, path: &[String]) -> O
         ["request", "useragent"] => h("user-agent"),
         ["request", "protocol"] => Some(b"HTTP/1.1".to_vec()),
         ["request", "headers", name] => h(name),
-        ["response", "code"] if st.response.started => header_value(&st.response.headers, ":status")
-            .and_then(|v| v.parse::<i64>().ok())
-            .map(|c| c.to_le_bytes().to_vec()),
+        ["response", "code"] if st.response.started => {
+            header_value(&st.response.headers, ":status")
+                .and_then(|v| v.parse::<i64>().ok())
+                .map(|c| c.to_le_bytes().to_vec())
+        }
         ["response", "code_details"] if st.response.started => Some(
             st.local_reply
                 .as_ref()
-                .map_or("via_upstream".as_bytes().to_vec(), |r| r.details.as_bytes().to_vec()),
+                .map_or("via_upstream".as_bytes().to_vec(), |r| {
+                    r.details.as_bytes().to_vec()
+                }),
         ),
         ["response", "headers", name] if st.response.started => {
             header_value(&st.response.headers, name).map(|v| v.as_bytes().to_vec())
@@ -268,8 +268,11 @@ pub(crate) fn link(linker: &mut Linker<HostState>, module: &Module) -> wasmtime:
         let results: Vec<ValType> = ty.results().collect();
         let name = format!("{}::{}", import.module(), import.name());
         // Defining an already-defined name fails (no shadowing): those are ours.
-        let _ = linker.func_new(import.module(), import.name(), ty, move |_c, _p, out| {
-            match (results.as_slice(), out.first_mut()) {
+        let _ = linker.func_new(
+            import.module(),
+            import.name(),
+            ty,
+            move |_c, _p, out| match (results.as_slice(), out.first_mut()) {
                 ([ValType::I32], Some(slot)) => {
                     *slot = Val::I32(code);
                     Ok(())
@@ -278,26 +281,34 @@ pub(crate) fn link(linker: &mut Linker<HostState>, module: &Module) -> wasmtime:
                 _ => Err(wasmtime::format_err!(
                     "the harness does not implement {name} with this signature"
                 )),
-            }
-        });
+            },
+        );
     }
     Ok(())
 }
 
 fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    l.func_wrap("env", "proxy_log", |mut c: C<'_>, level: i32, ptr: i32, len: i32| -> R {
-        let msg = tri!(read_str(&mut c, ptr, len));
-        let Some(level) = LogLevel::from_wasm(level) else {
-            return Ok(status::BAD_ARGUMENT);
-        };
-        c.data_mut().log(level, msg);
-        Ok(status::OK)
-    })?;
-    l.func_wrap("env", "proxy_get_log_level", |mut c: C<'_>, ret: i32| -> R {
-        let lvl = c.data().config.log_level as u32;
-        tri!(write_u32(&mut c, ret, lvl));
-        Ok(status::OK)
-    })?;
+    l.func_wrap(
+        "env",
+        "proxy_log",
+        |mut c: C<'_>, level: i32, ptr: i32, len: i32| -> R {
+            let msg = tri!(read_str(&mut c, ptr, len));
+            let Some(level) = LogLevel::from_wasm(level) else {
+                return Ok(status::BAD_ARGUMENT);
+            };
+            c.data_mut().log(level, msg);
+            Ok(status::OK)
+        },
+    )?;
+    l.func_wrap(
+        "env",
+        "proxy_get_log_level",
+        |mut c: C<'_>, ret: i32| -> R {
+            let lvl = c.data().config.log_level as u32;
+            tri!(write_u32(&mut c, ret, lvl));
+            Ok(status::OK)
+        },
+    )?;
     l.func_wrap(
         "env",
         "proxy_get_current_time_nanoseconds",
@@ -477,37 +488,46 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     )?;
 
     // Stream control: Envoy defers these until the VM call returns.
-    l.func_wrap("env", "proxy_continue_stream", |mut c: C<'_>, which: i32| -> R {
-        let s = c.data_mut();
-        if !(0..=3).contains(&which) {
-            return Ok(status::BAD_ARGUMENT);
-        }
-        if which > stream::HTTP_RESPONSE {
-            return Ok(status::UNIMPLEMENTED);
-        }
-        let id = s.effective_context;
-        if s.streams.contains_key(&id) {
-            s.deferred.push(Deferred::Continue(id, which));
-        }
-        Ok(status::OK)
-    })?;
-    l.func_wrap("env", "proxy_close_stream", |mut c: C<'_>, which: i32| -> R {
-        let s = c.data_mut();
-        if !(0..=3).contains(&which) {
-            return Ok(status::BAD_ARGUMENT);
-        }
-        let id = s.effective_context;
-        if s.streams.contains_key(&id) {
-            s.deferred.push(Deferred::Close(id));
-        }
-        Ok(status::OK)
-    })?;
+    l.func_wrap(
+        "env",
+        "proxy_continue_stream",
+        |mut c: C<'_>, which: i32| -> R {
+            let s = c.data_mut();
+            if !(0..=3).contains(&which) {
+                return Ok(status::BAD_ARGUMENT);
+            }
+            if which > stream::HTTP_RESPONSE {
+                return Ok(status::UNIMPLEMENTED);
+            }
+            let id = s.effective_context;
+            if s.streams.contains_key(&id) {
+                s.deferred.push(Deferred::Continue(id, which));
+            }
+            Ok(status::OK)
+        },
+    )?;
+    l.func_wrap(
+        "env",
+        "proxy_close_stream",
+        |mut c: C<'_>, which: i32| -> R {
+            let s = c.data_mut();
+            if !(0..=3).contains(&which) {
+                return Ok(status::BAD_ARGUMENT);
+            }
+            let id = s.effective_context;
+            if s.streams.contains_key(&id) {
+                s.deferred.push(Deferred::Close(id));
+            }
+            Ok(status::OK)
+        },
+    )?;
     // ABI 0.1.0 spellings still used by older SDKs.
     l.func_wrap("env", "proxy_continue_request", |mut c: C<'_>| -> R {
         let s = c.data_mut();
         let id = s.effective_context;
         if s.streams.contains_key(&id) {
-            s.deferred.push(Deferred::Continue(id, stream::HTTP_REQUEST));
+            s.deferred
+                .push(Deferred::Continue(id, stream::HTTP_REQUEST));
         }
         Ok(status::OK)
     })?;
@@ -515,7 +535,8 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         let s = c.data_mut();
         let id = s.effective_context;
         if s.streams.contains_key(&id) {
-            s.deferred.push(Deferred::Continue(id, stream::HTTP_RESPONSE));
+            s.deferred
+                .push(Deferred::Continue(id, stream::HTTP_RESPONSE));
         }
         Ok(status::OK)
     })?;
@@ -647,8 +668,7 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             let key = tri!(read_str(&mut c, kp, kl));
             let value = tri!(read(&mut c, vp, vl));
             let s = c.data();
-            Ok(s
-                .node
+            Ok(s.node
                 .set_shared_data(&s.config.vm_id, &key, &value, cas as u32))
         },
     )?;
@@ -897,16 +917,24 @@ fn define_wasi(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             while let Some(pos) = s.stdio_partial[idx].iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = s.stdio_partial[idx].drain(..=pos).collect();
                 let text = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
-                let level = if fd == 1 { LogLevel::Info } else { LogLevel::Error };
+                let level = if fd == 1 {
+                    LogLevel::Info
+                } else {
+                    LogLevel::Error
+                };
                 s.log(level, text);
             }
             Ok(errno::SUCCESS)
         },
     )?;
-    l.func_wrap(W, "fd_read", |_c: C<'_>, _: i32, _: i32, _: i32, _: i32| -> R {
+    l.func_wrap(
+        W,
+        "fd_read",
+        |_c: C<'_>, _: i32, _: i32, _: i32, _: i32| -> R { Ok(errno::BADF) },
+    )?;
+    l.func_wrap(W, "fd_close", |_c: C<'_>, _fd: i32| -> R {
         Ok(errno::BADF)
     })?;
-    l.func_wrap(W, "fd_close", |_c: C<'_>, _fd: i32| -> R { Ok(errno::BADF) })?;
     l.func_wrap(
         W,
         "fd_seek",
@@ -976,8 +1004,12 @@ fn define_wasi(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         let mut off = 0i32;
         for (i, (k, v)) in env.iter().enumerate() {
             let entry = format!("{k}={v}\0");
-            let r = write_u32(&mut c, ptrs.wrapping_add(4 * i as i32), buf.wrapping_add(off) as u32)
-                .and_then(|_| write(&mut c, buf.wrapping_add(off), entry.as_bytes()));
+            let r = write_u32(
+                &mut c,
+                ptrs.wrapping_add(4 * i as i32),
+                buf.wrapping_add(off) as u32,
+            )
+            .and_then(|_| write(&mut c, buf.wrapping_add(off), entry.as_bytes()));
             if r.is_err() {
                 return Ok(errno::FAULT);
             }
@@ -989,16 +1021,22 @@ fn define_wasi(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         W,
         "args_sizes_get",
         |mut c: C<'_>, count_ptr: i32, size_ptr: i32| -> R {
-            Ok(e(write_u32(&mut c, count_ptr, 0).and_then(|_| write_u32(&mut c, size_ptr, 0))))
+            Ok(e(
+                write_u32(&mut c, count_ptr, 0).and_then(|_| write_u32(&mut c, size_ptr, 0))
+            ))
         },
     )?;
     l.func_wrap(W, "args_get", |_c: C<'_>, _a: i32, _b: i32| -> R {
         Ok(errno::SUCCESS)
     })?;
     l.func_wrap(W, "sched_yield", |_c: C<'_>| -> R { Ok(errno::SUCCESS) })?;
-    l.func_wrap(W, "proc_exit", |_c: C<'_>, code: i32| -> wasmtime::Result<()> {
-        Err(wasmtime::format_err!("module called proc_exit({code})"))
-    })?;
+    l.func_wrap(
+        W,
+        "proc_exit",
+        |_c: C<'_>, code: i32| -> wasmtime::Result<()> {
+            Err(wasmtime::format_err!("module called proc_exit({code})"))
+        },
+    )?;
     Ok(())
 }
 

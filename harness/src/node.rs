@@ -245,5 +245,4 @@ impl Node {
             .ok_or(status::NOT_FOUND)?;
         q.items.pop_front().ok_or(status::EMPTY)
     }
-
 }

@@ -1,1 +1,605 @@
+//! Scenario files: a plugin configuration, an environment, a scripted
+//! upstream and a sequence of streams with expectations. The same file runs
+//! here ([`run`]) and against a real Envoy (tests/test_scenarios.py, which
+//! checks Envoy's observations with [`check`]), so both sides are held to
+//! one set of expectations and compared with each other.
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::properties::Value;
+use crate::{LogLevel, Node, Plugin, Vm, VmConfig};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub plugin: PluginSpec,
+    /// The service's answer, unless a stream scripts its own.
+    #[serde(default)]
+    pub upstream: Option<ResponseSpec>,
+    #[serde(default)]
+    pub startup: StartupExpect,
+    pub streams: Vec<StreamSpec>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSpec {
+    /// The plugin configuration: an object or array is sent as JSON, a
+    /// string verbatim (so invalid JSON can be tested).
+    #[serde(default)]
+    pub config: serde_json::Value,
+    /// Environment variables the VM sees (Envoy: vm_config.environment_variables).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Harness only: extra properties. The defaults mirror envoy/dpp-guard.yaml.
+    #[serde(default)]
+    pub properties: BTreeMap<String, Value>,
+}
+
+impl PluginSpec {
+    pub fn config_bytes(&self) -> Vec<u8> {
+        match &self.config {
+            serde_json::Value::String(s) => s.as_bytes().to_vec(),
+            serde_json::Value::Null => Vec::new(),
+            v => v.to_string().into_bytes(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseSpec {
+    #[serde(default = "default_status")]
+    pub status: u32,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub body: Option<String>,
+    #[serde(default)]
+    pub json: Option<serde_json::Value>,
+}
+
+fn default_status() -> u32 {
+    200
+}
+
+impl Default for ResponseSpec {
+    /// What tests/support/upstream.py answers by default.
+    fn default() -> Self {
+        ResponseSpec {
+            status: 200,
+            headers: [("content-type".to_string(), "application/json".to_string())].into(),
+            body: Some("{\"ok\":true}".into()),
+            json: None,
+        }
+    }
+}
+
+fn body_of(body: &Option<String>, json: &Option<serde_json::Value>) -> Option<Vec<u8>> {
+    match (body, json) {
+        (Some(b), _) => Some(b.as_bytes().to_vec()),
+        // Compact, keys sorted: Python's json.dumps(sort_keys=True, separators=(",", ":")).
+        (None, Some(j)) => Some(j.to_string().into_bytes()),
+        (None, None) => None,
+    }
+}
+
+impl ResponseSpec {
+    pub fn body_bytes(&self) -> Vec<u8> {
+        body_of(&self.body, &self.json).unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestSpec {
+    #[serde(default = "default_method")]
+    pub method: String,
+    pub path: String,
+    /// The Host / :authority header.
+    #[serde(default = "default_host")]
+    pub host: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub body: Option<String>,
+    #[serde(default)]
+    pub json: Option<serde_json::Value>,
+    /// Harness only: deliver the body in these chunks (Envoy gets them joined).
+    #[serde(default)]
+    pub chunks: Option<Vec<String>>,
+}
+
+fn default_method() -> String {
+    "GET".into()
+}
+fn default_host() -> String {
+    "localhost".into()
+}
+
+impl RequestSpec {
+    pub fn body_bytes(&self) -> Option<Vec<u8>> {
+        if let Some(c) = &self.chunks {
+            return Some(c.concat().into_bytes());
+        }
+        body_of(&self.body, &self.json)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSpec {
+    pub name: String,
+    pub request: RequestSpec,
+    #[serde(default)]
+    pub upstream: Option<ResponseSpec>,
+    #[serde(default)]
+    pub expect: Expect,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    pub status: Option<u32>,
+    /// Response headers that must have exactly these values.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub absent_headers: Vec<String>,
+    pub body: Option<String>,
+    /// The response body parsed as JSON must equal this.
+    pub json: Option<serde_json::Value>,
+    /// true: answered by the filter (or Envoy for it), nothing reached the service.
+    pub local_reply: Option<bool>,
+    /// `none`, or what the service received.
+    pub upstream: Option<UpstreamExpect>,
+    #[serde(default)]
+    pub logs: LogExpect,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum UpstreamExpect {
+    /// `upstream: none`
+    Nothing(NoneWord),
+    Received(Box<ReceivedExpect>),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoneWord {
+    None,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceivedExpect {
+    pub method: Option<String>,
+    pub path: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub absent_headers: Vec<String>,
+    pub body: Option<String>,
+    pub json: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogExpect {
+    /// Each string must appear in some plugin log line of this step.
+    #[serde(default)]
+    pub contains: Vec<String>,
+    /// No plugin log line of this step may contain any of these.
+    #[serde(default)]
+    pub not_contains: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartupExpect {
+    /// false: the plugin must refuse its configuration.
+    pub configured: Option<bool>,
+    #[serde(default)]
+    pub logs: LogExpect,
+}
+
+/// What one side (harness or Envoy) observed. Serialized as JSON between
+/// the harness and the end-to-end suite.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Observed {
+    pub scenario: String,
+    /// None when the side cannot tell (Envoy).
+    #[serde(default)]
+    pub configured: Option<bool>,
+    #[serde(default)]
+    pub startup_logs: Vec<String>,
+    pub streams: Vec<ObservedStream>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ObservedStream {
+    pub name: String,
+    pub status: Option<u32>,
+    /// Lower-case names, in order.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub local_reply: bool,
+    pub upstream: Option<ObservedUpstream>,
+    #[serde(default)]
+    pub logs: Vec<String>,
+    /// Harness only: behaviour that would break in Envoy, traps.
+    #[serde(default)]
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ObservedUpstream {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+pub fn load(path: &Path) -> Result<Scenario, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Properties Envoy gives the filter with envoy/dpp-guard.yaml.
+fn envoy_like_config(s: &Scenario) -> VmConfig {
+    let mut c = VmConfig::new()
+        .plugin_config(s.plugin.config_bytes())
+        .vm_id("dpp_guard")
+        .root_id("dpp_guard")
+        .log_level(LogLevel::Info)
+        .property("xds.route_name", "service")
+        .property("xds.cluster_name", "service")
+        .property("xds.virtual_host_name", "service")
+        .property("xds.node.id", "dpp-guard");
+    c.plugin_name = "dpp_guard".into();
+    for (k, v) in &s.plugin.env {
+        c = c.env(k, v);
+    }
+    for (k, v) in &s.plugin.properties {
+        c = c.property(k, v.clone());
+    }
+    c
+}
+
+/// Runs a scenario in the harness and returns what it observed.
+pub fn run(plugin: &Plugin, s: &Scenario) -> Result<Observed, crate::Error> {
+    let node = Node::new();
+    let mut vm = Vm::start(plugin, &node, envoy_like_config(s))?;
+    let mut obs = Observed {
+        scenario: s.name.clone(),
+        configured: Some(vm.configured()),
+        startup_logs: vm.logs().iter().map(|l| l.message.clone()).collect(),
+        streams: Vec::new(),
+    };
+    for step in &s.streams {
+        obs.streams.push(run_stream(&mut vm, s, step)?);
+    }
+    Ok(obs)
+}
+
+fn run_stream(
+    vm: &mut Vm,
+    s: &Scenario,
+    step: &StreamSpec,
+) -> Result<ObservedStream, crate::Error> {
+    let first_log = vm.logs().len();
+    let req = &step.request;
+    let body = req.body_bytes();
+    let mut headers: Vec<(String, String)> = vec![
+        (":authority".into(), req.host.clone()),
+        (":path".into(), req.path.clone()),
+        (":method".into(), req.method.to_ascii_uppercase()),
+        (":scheme".into(), "https".into()),
+    ];
+    for (k, v) in &req.headers {
+        headers.push((k.to_ascii_lowercase(), v.clone()));
+    }
+    if let Some(b) = &body {
+        if !req
+            .headers
+            .keys()
+            .any(|k| k.eq_ignore_ascii_case("content-length"))
+        {
+            headers.push(("content-length".into(), b.len().to_string()));
+        }
+    }
+    // Envoy's connection manager adds these before the filter chain runs.
+    headers.push(("x-forwarded-proto".into(), "https".into()));
+    let h: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+
+    let mut problems = Vec::new();
+    let id = vm.open_stream()?;
+    let chunks: Vec<Vec<u8>> = match (&req.chunks, &body) {
+        (Some(c), _) => c.iter().map(|c| c.as_bytes().to_vec()).collect(),
+        (None, Some(b)) => vec![b.clone()],
+        (None, None) => Vec::new(),
+    };
+    let mut outcome = vm.request_headers(id, &h, chunks.is_empty()).map(|_| ());
+    for (i, c) in chunks.iter().enumerate() {
+        if outcome.is_err() {
+            break;
+        }
+        outcome = vm.request_body(id, c, i + 1 == chunks.len()).map(|_| ());
+    }
+    let reached = vm.stream(id).is_some_and(|v| v.upstream().end);
+    if outcome.is_ok() && reached {
+        let resp = step
+            .upstream
+            .clone()
+            .or_else(|| s.upstream.clone())
+            .unwrap_or_default();
+        let body = resp.body_bytes();
+        vm.set_stream_property(id, "upstream.address", "127.0.0.1:443")?;
+        vm.set_stream_property(id, "upstream.tls_version", "TLSv1.3")?;
+        let mut rh: Vec<(String, String)> = vec![(":status".into(), resp.status.to_string())];
+        for (k, v) in &resp.headers {
+            rh.push((k.to_ascii_lowercase(), v.clone()));
+        }
+        rh.push(("content-length".into(), body.len().to_string()));
+        let rh: Vec<(&str, &str)> = rh.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        outcome = vm.response_headers(id, &rh, body.is_empty()).map(|_| ());
+        if outcome.is_ok() && !body.is_empty() {
+            outcome = vm.response_body(id, &body, true).map(|_| ());
+        }
+    }
+    if outcome.is_ok() {
+        outcome = vm.finish(id);
+    }
+    if let Err(e) = outcome {
+        problems.push(e.to_string());
+    }
+    let view = vm.stream(id).ok_or(crate::Error::UnknownStream(id))?;
+    problems.extend(view.problems().iter().cloned());
+    let st_up = view.upstream();
+    if st_up.headers.is_some() && !st_up.end && view.local_reply().is_none() && !view.is_reset() {
+        problems.push(
+            "the filter paused the request and never resumed it: in Envoy it would hang until a timeout"
+                .into(),
+        );
+    }
+    let upstream = st_up
+        .headers
+        .as_ref()
+        .filter(|_| st_up.end)
+        .map(|h| ObservedUpstream {
+            method: st_up.header(":method").unwrap_or_default().to_string(),
+            path: st_up.header(":path").unwrap_or_default().to_string(),
+            headers: h
+                .iter()
+                .filter_map(|(k, v)| match k.as_str() {
+                    ":authority" => Some(("host".to_string(), v.clone())),
+                    k if k.starts_with(':') => None,
+                    _ => Some((k.clone(), v.clone())),
+                })
+                .collect(),
+            body: st_up.body_str(),
+        });
+    if view.is_reset() {
+        problems.push("the stream was reset".into());
+    }
+    let down = view.downstream();
+    Ok(ObservedStream {
+        name: step.name.clone(),
+        status: view.status(),
+        headers: down
+            .headers
+            .as_ref()
+            .map(|h| {
+                h.iter()
+                    .filter(|(k, _)| !k.starts_with(':'))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default(),
+        body: down.body_str(),
+        local_reply: upstream.is_none(),
+        upstream,
+        logs: vm.logs()[first_log..]
+            .iter()
+            .map(|l| l.message.clone())
+            .collect(),
+        problems,
+    })
+}
+
+/// One step's verdict.
+#[derive(Debug, Clone)]
+pub struct StepReport {
+    pub name: String,
+    pub failures: Vec<String>,
+}
+
+/// Checks observations (from either side) against the scenario's expectations.
+pub fn check(s: &Scenario, obs: &Observed) -> Vec<StepReport> {
+    let mut reports = Vec::new();
+    let mut startup = Vec::new();
+    if let (Some(want), Some(got)) = (s.startup.configured, obs.configured) {
+        if want != got {
+            startup.push(format!("configured: expected {want}, got {got}"));
+        }
+    }
+    check_logs(&s.startup.logs, &obs.startup_logs, &mut startup);
+    reports.push(StepReport {
+        name: "startup".into(),
+        failures: startup,
+    });
+    for (i, step) in s.streams.iter().enumerate() {
+        let mut f = Vec::new();
+        match obs.streams.get(i) {
+            None => f.push("no observation for this stream".into()),
+            Some(o) => check_stream(&step.expect, o, &mut f),
+        }
+        reports.push(StepReport {
+            name: step.name.clone(),
+            failures: f,
+        });
+    }
+    reports
+}
+
+fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    h.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+fn check_stream(e: &Expect, o: &ObservedStream, f: &mut Vec<String>) {
+    for p in &o.problems {
+        f.push(format!("problem: {p}"));
+    }
+    if let Some(want) = e.status {
+        if o.status != Some(want) {
+            f.push(format!("status: expected {want}, got {:?}", o.status));
+        }
+    }
+    check_headers(
+        "response header",
+        &e.headers,
+        &e.absent_headers,
+        &o.headers,
+        f,
+    );
+    check_body("response body", &e.body, &e.json, &o.body, f);
+    if let Some(want) = e.local_reply {
+        if want != o.local_reply {
+            f.push(format!(
+                "local_reply: expected {want}, got {} (the service {} the request)",
+                o.local_reply,
+                if o.local_reply {
+                    "never received"
+                } else {
+                    "received"
+                }
+            ));
+        }
+    }
+    match (&e.upstream, &o.upstream) {
+        (None, _) => {}
+        (Some(UpstreamExpect::Nothing(_)), None) => {}
+        (Some(UpstreamExpect::Nothing(_)), Some(u)) => f.push(format!(
+            "upstream: expected nothing, the service received {} {}",
+            u.method, u.path
+        )),
+        (Some(UpstreamExpect::Received(_)), None) => {
+            f.push("upstream: expected a request, the service received nothing".into())
+        }
+        (Some(UpstreamExpect::Received(w)), Some(u)) => {
+            if let Some(m) = &w.method {
+                if !m.eq_ignore_ascii_case(&u.method) {
+                    f.push(format!("upstream method: expected {m}, got {}", u.method));
+                }
+            }
+            if let Some(p) = &w.path {
+                if *p != u.path {
+                    f.push(format!("upstream path: expected {p:?}, got {:?}", u.path));
+                }
+            }
+            check_headers(
+                "upstream header",
+                &w.headers,
+                &w.absent_headers,
+                &u.headers,
+                f,
+            );
+            check_body("upstream body", &w.body, &w.json, &u.body, f);
+        }
+    }
+    check_logs(&e.logs, &o.logs, f);
+}
+
+fn check_headers(
+    what: &str,
+    want: &BTreeMap<String, String>,
+    absent: &[String],
+    got: &[(String, String)],
+    f: &mut Vec<String>,
+) {
+    for (k, v) in want {
+        match header(got, k) {
+            Some(g) if g == v => {}
+            g => f.push(format!("{what} {k}: expected {v:?}, got {g:?}")),
+        }
+    }
+    for k in absent {
+        if let Some(g) = header(got, k) {
+            f.push(format!("{what} {k}: expected absent, got {g:?}"));
+        }
+    }
+}
+
+fn check_body(
+    what: &str,
+    body: &Option<String>,
+    json: &Option<serde_json::Value>,
+    got: &str,
+    f: &mut Vec<String>,
+) {
+    if let Some(b) = body {
+        if b != got {
+            f.push(format!("{what}:\n  expected: {b:?}\n  got:      {got:?}"));
+        }
+    }
+    if let Some(j) = json {
+        match serde_json::from_str::<serde_json::Value>(got) {
+            Ok(g) if g == *j => {}
+            Ok(g) => f.push(format!("{what} (JSON):\n  expected: {j}\n  got:      {g}")),
+            Err(_) => f.push(format!("{what}: expected JSON {j}, got non-JSON {got:?}")),
+        }
+    }
+}
+
+fn check_logs(e: &LogExpect, logs: &[String], f: &mut Vec<String>) {
+    for c in &e.contains {
+        if !logs.iter().any(|l| l.contains(c.as_str())) {
+            f.push(format!("logs: no line contains {c:?}; lines: {logs:#?}"));
+        }
+    }
+    for c in &e.not_contains {
+        for l in logs.iter().filter(|l| l.contains(c.as_str())) {
+            f.push(format!("logs: a line contains {c:?}: {l:?}"));
+        }
+    }
+}
+
+/// Human-readable report; returns true if every step passed.
+pub fn render(s: &Scenario, reports: &[StepReport], out: &mut String) -> bool {
+    let ok = reports.iter().all(|r| r.failures.is_empty());
+    let _ = writeln!(out, "{} {}", if ok { "PASS" } else { "FAIL" }, s.name);
+    for r in reports {
+        if r.name == "startup" && r.failures.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "  {} {}",
+            if r.failures.is_empty() {
+                "ok  "
+            } else {
+                "FAIL"
+            },
+            r.name
+        );
+        for line in &r.failures {
+            for (i, l) in line.lines().enumerate() {
+                let _ = writeln!(out, "{}{l}", if i == 0 { "       - " } else { "         " });
+            }
+        }
+    }
+    ok
+}

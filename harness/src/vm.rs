@@ -641,21 +641,24 @@ impl Vm {
         st.response.end_received = eos;
         let n = st.response.headers.len() as i32;
         let action = self
-            .invoke(
-                id,
-                "proxy_on_response_headers",
-                &[id as i32, n, eos as i32],
-            )?
+            .invoke(id, "proxy_on_response_headers", &[id as i32, n, eos as i32])?
             .map_or(Action::Continue, Action::from_wasm);
         if !local {
             self.settle()?;
         } else {
             // A second local reply from the reply's own callbacks is ignored.
-            self.store.data_mut().deferred.retain(|d| !matches!(d, Deferred::LocalReply(..)));
+            self.store
+                .data_mut()
+                .deferred
+                .retain(|d| !matches!(d, Deferred::LocalReply(..)));
             self.settle()?;
         }
         let st = self.st(id)?;
-        let ended_now = if local { st.reset || st.failed } else { ended(st) };
+        let ended_now = if local {
+            st.reset || st.failed
+        } else {
+            ended(st)
+        };
         if action == Action::Continue && !ended_now {
             st.response.headers_accessible = false;
             forward_all(st, false);
@@ -743,11 +746,18 @@ impl Vm {
         }
         let action = result?.map_or(Action::Continue, Action::from_wasm);
         if local {
-            self.store.data_mut().deferred.retain(|d| !matches!(d, Deferred::LocalReply(..)));
+            self.store
+                .data_mut()
+                .deferred
+                .retain(|d| !matches!(d, Deferred::LocalReply(..)));
         }
         self.settle()?;
         let st = self.st(id)?;
-        let stop = if local { st.reset || st.failed } else { ended(st) };
+        let stop = if local {
+            st.reset || st.failed
+        } else {
+            ended(st)
+        };
         if stop {
             return Ok(action);
         }
@@ -894,7 +904,11 @@ impl Vm {
         self.pump()
     }
 
-    fn deliver_call_response(&mut self, call: &HttpCall, script: &HttpCallScript) -> Result<(), Error> {
+    fn deliver_call_response(
+        &mut self,
+        call: &HttpCall,
+        script: &HttpCallScript,
+    ) -> Result<(), Error> {
         let ctx = call.context_id;
         let s = self.store.data_mut();
         if ctx != ROOT && s.streams.get(&ctx).is_none_or(|st| st.finished) {
@@ -914,7 +928,13 @@ impl Vm {
         let r = self.invoke(
             ctx,
             "proxy_on_http_call_response",
-            &[ctx as i32, call.token as i32, nh as i32, nb as i32, nt as i32],
+            &[
+                ctx as i32,
+                call.token as i32,
+                nh as i32,
+                nb as i32,
+                nt as i32,
+            ],
         );
         let s = self.store.data_mut();
         s.call_response = None;
@@ -925,7 +945,11 @@ impl Vm {
 
     /// Advances the virtual clock, firing on_tick at every period boundary.
     pub fn advance(&mut self, by: std::time::Duration) -> Result<(), Error> {
-        let target = self.store.data().now_ns.saturating_add(by.as_nanos() as u64);
+        let target = self
+            .store
+            .data()
+            .now_ns
+            .saturating_add(by.as_nanos() as u64);
         loop {
             let s = self.store.data_mut();
             if s.tick_period_ms == 0 || s.next_tick_ns > target {

@@ -61,12 +61,21 @@ fn body_rewrite_without_content_length_is_clean() {
 #[test]
 fn body_rewrite_with_stale_content_length_is_reported() {
     let mut vm = start(VmConfig::new());
-    let (id, _) = request(&mut vm, "rewrite-body-keep-cl", &[("content-length", "5")], false);
+    let (id, _) = request(
+        &mut vm,
+        "rewrite-body-keep-cl",
+        &[("content-length", "5")],
+        false,
+    );
     vm.request_body(id, b"hello", true).unwrap();
     let s = vm.stream(id).unwrap();
     assert_eq!(s.upstream().header("content-length"), Some("5"));
     assert_eq!(s.problems().len(), 1);
-    assert!(s.problems()[0].contains("content-length 5"), "{:?}", s.problems());
+    assert!(
+        s.problems()[0].contains("content-length 5"),
+        "{:?}",
+        s.problems()
+    );
 }
 
 #[test]
@@ -93,7 +102,10 @@ fn chunks_accumulate_while_the_filter_pauses() {
             "request body_size=6 eos=true"
         ]
     );
-    assert_eq!(vm.stream(id).unwrap().upstream().body_str(), "REWRITTEN:ABCDEF");
+    assert_eq!(
+        vm.stream(id).unwrap().upstream().body_str(),
+        "REWRITTEN:ABCDEF"
+    );
 }
 
 #[test]
@@ -186,7 +198,8 @@ fn properties_have_envoy_names_and_encodings() {
     ] {
         assert!(vm.logged(line), "missing {line:?} in {:#?}", vm.logs());
     }
-    vm.response_headers(id, &[(":status", "201")], true).unwrap();
+    vm.response_headers(id, &[(":status", "201")], true)
+        .unwrap();
     assert!(vm.logged("prop response.code=Some([201, 0, 0, 0, 0, 0, 0, 0])"));
     let s = vm.stream(id).unwrap();
     assert_eq!(
@@ -208,10 +221,20 @@ fn shared_data_cas_across_two_vms_of_one_vm_id() {
     request(&mut b, "shared-get", &[], true);
     assert!(b.logged(&format!("shared get value=Some(\"one\") cas=Some({cas1})")));
     let cas1_s = cas1.to_string();
-    request(&mut b, "shared-set", &[("x-value", "two"), ("x-cas", &cas1_s)], true);
+    request(
+        &mut b,
+        "shared-set",
+        &[("x-value", "two"), ("x-cas", &cas1_s)],
+        true,
+    );
     assert!(b.logged("-> Ok(())"));
     // A's CAS is now stale.
-    request(&mut a, "shared-set", &[("x-value", "three"), ("x-cas", &cas1_s)], true);
+    request(
+        &mut a,
+        "shared-set",
+        &[("x-value", "three"), ("x-cas", &cas1_s)],
+        true,
+    );
     assert!(a.logged("shared set three cas=Some") && a.logged("-> Err(CasMismatch)"));
     assert_eq!(node.shared_data("shared", "k").unwrap().0, b"two");
     // Another vm_id has its own namespace.
@@ -288,11 +311,17 @@ fn http_call_manual_failure_and_unknown_cluster() {
 fn environment_variables_are_visible_through_wasi() {
     let mut vm = start(VmConfig::new().env("PROBE_SECRET", "s3cr3t!"));
     let (id, _) = request(&mut vm, "env", &[], true);
-    assert_eq!(vm.stream(id).unwrap().upstream().header("x-env-len"), Some("7"));
+    assert_eq!(
+        vm.stream(id).unwrap().upstream().header("x-env-len"),
+        Some("7")
+    );
     assert!(vm.logged("env PROBE_SECRET present=true"));
     let mut vm = start(VmConfig::new());
     let (id, _) = request(&mut vm, "env", &[], true);
-    assert_eq!(vm.stream(id).unwrap().upstream().header("x-env-len"), Some("0"));
+    assert_eq!(
+        vm.stream(id).unwrap().upstream().header("x-env-len"),
+        Some("0")
+    );
 }
 
 #[test]
@@ -324,7 +353,10 @@ fn a_trap_fails_the_stream_with_503_and_a_backtrace() {
         "backtrace names the filter function: {backtrace}"
     );
     // The SDK's panic hook logs the message at critical before the trap.
-    assert!(vm.logs_at(LogLevel::Critical).iter().any(|l| l.contains("probe panic")));
+    assert!(vm
+        .logs_at(LogLevel::Critical)
+        .iter()
+        .any(|l| l.contains("probe panic")));
     let s = vm.stream(id).unwrap();
     assert_eq!(s.status(), Some(503));
     assert!(s.failed());
@@ -361,7 +393,9 @@ fn bad_pointers_get_invalid_memory_access_not_a_trap() {
 fn a_rejected_configuration_answers_500_like_envoy_ecds() {
     let mut vm = start(VmConfig::new().plugin_config("reject"));
     assert!(!vm.configured());
-    assert!(vm.logs_at(LogLevel::Critical).contains(&"probe: bad configuration"));
+    assert!(vm
+        .logs_at(LogLevel::Critical)
+        .contains(&"probe: bad configuration"));
     let (id, _) = request(&mut vm, "mutate", &[], true);
     let s = vm.stream(id).unwrap();
     assert_eq!(s.status(), Some(500));
@@ -373,7 +407,8 @@ fn a_rejected_configuration_answers_500_like_envoy_ecds() {
 fn on_log_sees_the_final_response() {
     let mut vm = start(VmConfig::new());
     let (id, _) = request(&mut vm, "none", &[], true);
-    vm.response_headers(id, &[(":status", "204")], true).unwrap();
+    vm.response_headers(id, &[(":status", "204")], true)
+        .unwrap();
     vm.finish(id).unwrap();
     assert!(vm.logged("on_log status=Some(\"204\")"));
 }
@@ -389,7 +424,10 @@ fn wasm32_unknown_unknown_build_runs() {
     assert_eq!(s.upstream().header("x-remove"), None);
     // Without WASI there is no environment, as on any unknown-unknown host.
     let (id, _) = request(&mut vm, "env", &[], true);
-    assert_eq!(vm.stream(id).unwrap().upstream().header("x-env-len"), Some("0"));
+    assert_eq!(
+        vm.stream(id).unwrap().upstream().header("x-env-len"),
+        Some("0")
+    );
 }
 
 #[test]

@@ -28,7 +28,10 @@ fn build_probe(target: &str) -> PathBuf {
         .arg(&target_dir)
         .status()
         .expect("cargo runs");
-    assert!(status.success(), "building the probe module for {target} failed");
+    assert!(
+        status.success(),
+        "building the probe module for {target} failed"
+    );
     target_dir.join(target).join("release/probe.wasm")
 }
 
@@ -46,9 +49,11 @@ pub fn probe_unknown() -> &'static Plugin {
 pub fn dpp_guard() -> &'static Plugin {
     static P: OnceLock<Plugin> = OnceLock::new();
     P.get_or_init(|| {
-        let path = std::env::var("DPP_GUARD_WASM").map(PathBuf::from).unwrap_or_else(|_| {
-            workspace_root().join("target/wasm32-wasip1/release/dpp_guard.wasm")
-        });
+        let path = std::env::var("DPP_GUARD_WASM")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| {
+                workspace_root().join("target/wasm32-wasip1/release/dpp_guard.wasm")
+            });
         assert!(
             path.exists(),
             "{} is missing: run `make build` first (make test does)",

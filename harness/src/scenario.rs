@@ -373,23 +373,24 @@ fn run_stream(
                 .into(),
         );
     }
-    let upstream = st_up
-        .headers
-        .as_ref()
-        .filter(|_| st_up.end)
-        .map(|h| ObservedUpstream {
-            method: st_up.header(":method").unwrap_or_default().to_string(),
+    let upstream = st_up.headers.as_ref().filter(|_| st_up.end).map(|h| {
+        let method = st_up.header(":method").unwrap_or_default().to_string();
+        let mut headers: Vec<(String, String)> = h
+            .iter()
+            .filter_map(|(k, v)| match k.as_str() {
+                ":authority" => Some(("host".to_string(), v.clone())),
+                k if k.starts_with(':') => None,
+                _ => Some((k.clone(), v.clone())),
+            })
+            .collect();
+        http1_request_framing(&method, &mut headers, st_up.body.is_empty());
+        ObservedUpstream {
+            method,
             path: st_up.header(":path").unwrap_or_default().to_string(),
-            headers: h
-                .iter()
-                .filter_map(|(k, v)| match k.as_str() {
-                    ":authority" => Some(("host".to_string(), v.clone())),
-                    k if k.starts_with(':') => None,
-                    _ => Some((k.clone(), v.clone())),
-                })
-                .collect(),
+            headers,
             body: st_up.body_str(),
-        });
+        }
+    });
     if view.is_reset() {
         problems.push("the stream was reset".into());
     }
@@ -416,6 +417,21 @@ fn run_stream(
             .collect(),
         problems,
     })
+}
+
+/// What Envoy's HTTP/1 codec adds on the wire to the service: a request
+/// without body, content-length or transfer-encoding gets `content-length: 0`
+/// unless its method has no body by definition (RFC 7230 section 3.3.2).
+/// A body without content-length goes chunked (transfer-encoding is not
+/// compared, so it is not modelled).
+fn http1_request_framing(method: &str, headers: &mut Vec<(String, String)>, empty: bool) {
+    let framed = headers
+        .iter()
+        .any(|(k, _)| k == "content-length" || k == "transfer-encoding");
+    let bodiless = matches!(method, "GET" | "HEAD" | "DELETE" | "TRACE" | "CONNECT");
+    if empty && !framed && !bodiless {
+        headers.push(("content-length".into(), "0".into()));
+    }
 }
 
 /// One step's verdict.

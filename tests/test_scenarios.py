@@ -1,0 +1,195 @@
+"""Every scenario file in tests/scenarios runs twice: in the wasmtime harness
+(`dpp-guard-harness run`) and against a real Envoy 1.40 with the shipped
+configuration. Both sides must meet the scenario's expectations (Envoy's
+observations are checked by the same Rust checker, `dpp-guard-harness
+check`), and the two must agree with each other on status, headers, body,
+local reply and what the service received: a divergence fails the test, so
+the harness is held to Envoy's behaviour continuously.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from support import client
+from support.envoy import Envoy, render, write_ecds
+from support.paths import ROOT
+from support.stack import GuardStack
+from support.upstream import ScriptedResponse
+
+SCENARIOS = sorted((ROOT / "tests" / "scenarios").glob("*.yaml"))
+
+# Headers one side adds for transport reasons, not filter behaviour.
+IGNORED_RESPONSE = {"date", "server", "x-envoy-upstream-service-time", "transfer-encoding",
+                    "connection", "keep-alive"}
+IGNORED_UPSTREAM = {"x-forwarded-proto", "x-request-id", "x-envoy-expected-rq-timeout-ms",
+                    "x-forwarded-for", "x-envoy-internal", "transfer-encoding", "connection",
+                    "keep-alive"}
+
+
+@pytest.fixture(scope="session")
+def harness_bin() -> Path:
+    if os.environ.get("HARNESS_BIN"):
+        return Path(os.environ["HARNESS_BIN"])
+    # A no-op when `make test` already built it.
+    subprocess.run(["cargo", "build", "--quiet", "-p", "dpp-guard-harness"], cwd=ROOT, check=True)
+    return ROOT / "target" / "debug" / "dpp-guard-harness"
+
+
+def body_of(spec: dict) -> bytes | None:
+    if spec.get("chunks") is not None:
+        return "".join(spec["chunks"]).encode()
+    if spec.get("body") is not None:
+        return spec["body"].encode()
+    if spec.get("json") is not None:
+        # Same bytes as serde_json::Value::to_string in the harness.
+        return json.dumps(spec["json"], sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=False).encode()
+    return None
+
+
+def scripted(spec: dict | None) -> ScriptedResponse:
+    if spec is None:
+        return ScriptedResponse()
+    return ScriptedResponse(status=spec.get("status", 200),
+                            headers={k.lower(): str(v) for k, v in (spec.get("headers") or {}).items()},
+                            body=body_of(spec) or b"")
+
+
+def start_stack(pki, workdir: Path, scenario: dict) -> GuardStack:
+    """The shipped configuration with the scenario's policy and environment.
+    Environment variables reach the module as Envoy delivers secrets:
+    host_env_keys copies them from Envoy's own environment."""
+    plugin = scenario["plugin"]
+    config = plugin.get("config")
+    env = {k: str(v) for k, v in (plugin.get("env") or {}).items()}
+    stack = GuardStack(pki, workdir=workdir, policy=config if config is not None else "", env=env)
+    stack.service.start()
+    values = stack.values()
+    ecds = write_ecds(stack.ecds, values["DPP_GUARD_ECDS"], values, {"dpp_guard": stack.policy})
+    if env:
+        doc = yaml.safe_load(ecds.read_text())
+        vm = doc["resources"][0]["typed_config"]["config"]["vm_config"]
+        vm.setdefault("environment_variables", {})["host_env_keys"] = sorted(env)
+        ecds.write_text(yaml.safe_dump(doc, sort_keys=False))
+    stack.envoy = Envoy(render(stack.bootstrap, values), stack.workdir, env=env)
+    return stack
+
+
+def wait_for_lines(envoy: Envoy, start: int, needles: list[str], seconds: float = 5.0) -> list[str]:
+    """Plugin log lines after index `start`, waiting until every needle showed up."""
+    deadline = time.monotonic() + seconds
+    while True:
+        lines = envoy.plugin_lines()[start:]
+        if all(any(n in l for l in lines) for n in needles) or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.05)
+
+
+def observe_envoy(pki, tmp_path: Path, scenario: dict, envoys: list) -> dict:
+    stack = start_stack(pki, tmp_path / "stack", scenario)
+    try:
+        stack.envoy.start()
+        envoys.append(stack.envoy)
+        stack.port = stack.envoy.listener_port("dpp_ingress")
+        startup = scenario.get("startup") or {}
+        startup_logs = wait_for_lines(stack.envoy, 0, (startup.get("logs") or {}).get("contains", []))
+        streams = []
+        for step in scenario["streams"]:
+            req = step["request"]
+            stack.service.respond_with(scripted(step.get("upstream") or scenario.get("upstream")))
+            seen_before = len(stack.service.requests)
+            logs_before = len(stack.envoy.plugin_lines())
+            r = client.request(stack.port, req.get("method", "GET").upper(), req["path"],
+                               ca=pki.ca_cert, host=req.get("host", "localhost"),
+                               headers={k.lower(): str(v) for k, v in (req.get("headers") or {}).items()},
+                               body=body_of(req))
+            received = stack.service.requests[seen_before:]
+            assert len(received) <= 1, "one request per stream"
+            upstream = None
+            if received:
+                q = received[0]
+                upstream = {"method": q.method, "path": q.path,
+                            "headers": [[k, v] for k, v in q.headers.items()],
+                            "body": q.body.decode("utf-8", "replace")}
+            expect_logs = ((step.get("expect") or {}).get("logs") or {}).get("contains", [])
+            streams.append({
+                "name": step["name"], "status": r.status,
+                "headers": [[k, v] for k, v in r.headers.items()],
+                "body": r.body.decode("utf-8", "replace"),
+                "local_reply": upstream is None, "upstream": upstream,
+                "logs": wait_for_lines(stack.envoy, logs_before, expect_logs), "problems": [],
+            })
+        return {"scenario": scenario["name"], "configured": None, "startup_logs": startup_logs,
+                "streams": streams}
+    finally:
+        stack.stop()
+
+
+def comparable(headers, ignored) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers if k.lower() not in ignored}
+
+
+def divergences(harness: dict, envoy: dict) -> list[str]:
+    out = []
+    for h, e in zip(harness["streams"], envoy["streams"], strict=True):
+        name = h["name"]
+        for key in ("status", "body", "local_reply"):
+            if h[key] != e[key]:
+                out.append(f"{name}: {key}: harness {h[key]!r}, envoy {e[key]!r}")
+        hh = comparable(h["headers"], IGNORED_RESPONSE)
+        eh = comparable(e["headers"], IGNORED_RESPONSE)
+        if hh != eh:
+            out.append(f"{name}: response headers differ:\n  harness {hh}\n  envoy   {eh}")
+        hu, eu = h["upstream"], e["upstream"]
+        if (hu is None) != (eu is None):
+            out.append(f"{name}: upstream received: harness {hu is not None}, envoy {eu is not None}")
+        elif hu is not None:
+            for key in ("method", "path", "body"):
+                if hu[key] != eu[key]:
+                    out.append(f"{name}: upstream {key}: harness {hu[key]!r}, envoy {eu[key]!r}")
+            hh = comparable(hu["headers"], IGNORED_UPSTREAM)
+            eh = comparable(eu["headers"], IGNORED_UPSTREAM)
+            if hh != eh:
+                out.append(f"{name}: upstream headers differ:\n  harness {hh}\n  envoy   {eh}")
+    return out
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+def test_scenario_in_harness_and_envoy_agree(path, harness_bin, wasm, pki, tmp_path, envoys):
+    scenario = yaml.safe_load(path.read_text())
+
+    run = subprocess.run([str(harness_bin), "run", "--wasm", str(wasm), str(path)],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, f"harness:\n{run.stdout}{run.stderr}"
+    run = subprocess.run([str(harness_bin), "run", "--json", "--wasm", str(wasm), str(path)],
+                         cwd=ROOT, capture_output=True, text=True)
+    (harness_obs,) = json.loads(run.stdout)
+
+    envoy_obs = observe_envoy(pki, tmp_path, scenario, envoys)
+    observed = tmp_path / "envoy-observed.json"
+    observed.write_text(json.dumps(envoy_obs, indent=1))
+    check = subprocess.run([str(harness_bin), "check", "--observed", str(observed), str(path)],
+                           cwd=ROOT, capture_output=True, text=True)
+    assert check.returncode == 0, f"Envoy does not meet the scenario:\n{check.stdout}{check.stderr}"
+
+    diff = divergences(harness_obs, envoy_obs)
+    assert not diff, "harness and Envoy diverge:\n" + "\n".join(diff)
+
+
+def test_divergence_is_detected():
+    """The comparison is not vacuous: a different header or status is caught."""
+    stream = {"name": "s", "status": 200, "headers": [["pragma", "no-cache"]], "body": "",
+              "local_reply": False, "upstream": {"method": "GET", "path": "/", "headers": [],
+                                                 "body": ""}}
+    envoy = {"streams": [dict(stream, headers=[["pragma", "no-cache"], ["date", "now"]])]}
+    assert divergences({"streams": [stream]}, envoy) == []
+    assert divergences({"streams": [dict(stream, status=503)]}, envoy)
+    assert divergences({"streams": [dict(stream, headers=[])]}, envoy)
+    assert divergences({"streams": [dict(stream, upstream=None, local_reply=True)]}, envoy)

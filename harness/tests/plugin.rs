@@ -54,7 +54,11 @@ fn every_scenario_file_passes_in_the_harness() {
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     files.sort();
-    assert!(files.len() >= 8, "expected at least 8 scenarios in {}", dir.display());
+    assert!(
+        files.len() >= 8,
+        "expected at least 8 scenarios in {}",
+        dir.display()
+    );
     let mut report = String::new();
     let mut ok = true;
     for f in &files {

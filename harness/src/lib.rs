@@ -7,6 +7,11 @@
 //!
 //! Nothing is global: every test builds its own `Node` and `Vm`s.
 
+// The README's examples are compiled as doctests so they cannot drift.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 mod abi;
 mod imports;
 mod node;

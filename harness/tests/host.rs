@@ -243,6 +243,26 @@ fn shared_data_cas_across_two_vms_of_one_vm_id() {
 }
 
 #[test]
+fn shared_queue_delivers_to_the_registering_vm() {
+    let node = Node::new();
+    let mut owner = Vm::start(
+        probe_wasip1(),
+        &node,
+        VmConfig::new().vm_id("shared").plugin_config("queue"),
+    )
+    .unwrap();
+    assert!(owner.logged("registered queue Ok(1)"));
+    let mut producer = Vm::start(probe_wasip1(), &node, VmConfig::new().vm_id("shared")).unwrap();
+    request(&mut producer, "enqueue", &[("x-value", "job-1")], true);
+    request(&mut producer, "enqueue", &[("x-value", "job-2")], true);
+    assert!(producer.logged("enqueue -> Ok(())"));
+    assert!(!owner.logged("dequeued"));
+    // The owner's worker picks the notifications up on its next event loop turn.
+    owner.pump().unwrap();
+    assert!(owner.logged("dequeued job-1") && owner.logged("dequeued job-2"));
+}
+
+#[test]
 fn metrics_are_readable_by_name_and_shared_by_vms() {
     let node = Node::new();
     let mut a = Vm::start(probe_wasip1(), &node, VmConfig::new()).unwrap();

@@ -64,6 +64,10 @@ impl RootContext for Root {
         if config == "tick" {
             self.set_tick_period(Duration::from_millis(1000));
         }
+        if config == "queue" {
+            let id = hostcalls::register_shared_queue("q");
+            log(&format!("registered queue {id:?}"));
+        }
         self.config = config;
         true
     }
@@ -76,6 +80,12 @@ impl RootContext for Root {
             .map(|d| d.as_millis())
             .unwrap_or(0);
         proxy_wasm::hostcalls::log(LogLevel::Debug, &format!("tick at {now}")).ok();
+    }
+
+    fn on_queue_ready(&mut self, queue_id: u32) {
+        while let Ok(Some(item)) = hostcalls::dequeue_shared_queue(queue_id) {
+            log(&format!("dequeued {}", String::from_utf8_lossy(&item)));
+        }
     }
 
     fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
@@ -188,6 +198,14 @@ impl HttpContext for Probe {
                 log(&format!("shared set {value} cas={cas:?} -> {r:?}"));
                 Action::Continue
             }
+            "enqueue" => {
+                let item = self.get_http_request_header("x-value").unwrap_or_default();
+                let r = hostcalls::resolve_shared_queue("shared", "q")
+                    .and_then(|q| q.ok_or(Status::NotFound))
+                    .and_then(|q| hostcalls::enqueue_shared_queue(q, Some(item.as_bytes())));
+                log(&format!("enqueue -> {r:?}"));
+                Action::Continue
+            }
             "metrics" => {
                 let _ = hostcalls::record_metric(self.metrics.sizes, 42);
                 let n = hostcalls::get_metric(self.metrics.requests);
@@ -246,8 +264,6 @@ impl HttpContext for Probe {
                 };
                 let s3 = unsafe { proxy_get_header_map_value(0, key.as_ptr(), key.len(), &mut p, &mut l) };
                 log(&format!("bad pointers -> {s1} {s2} ok={s3}"));
-                let s4 = Status::Ok as u32;
-                let _ = s4;
                 Action::Continue
             }
             "late-header" => Action::Continue,

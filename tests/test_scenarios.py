@@ -24,6 +24,8 @@ from support.stack import GuardStack
 from support.upstream import ScriptedResponse
 
 SCENARIOS = sorted((ROOT / "tests" / "scenarios").glob("*.yaml"))
+# Scenarios for the harness's own probe module: host behaviour held to Envoy's.
+FIDELITY = sorted((ROOT / "harness" / "tests" / "fidelity").glob("*.yaml"))
 
 # Headers one side adds for transport reasons, not filter behaviour.
 IGNORED_RESPONSE = {"date", "server", "x-envoy-upstream-service-time", "transfer-encoding",
@@ -40,6 +42,15 @@ def harness_bin() -> Path:
     # A no-op when `make test` already built it.
     subprocess.run(["cargo", "build", "--quiet", "-p", "dpp-guard-harness"], cwd=ROOT, check=True)
     return ROOT / "target" / "debug" / "dpp-guard-harness"
+
+
+@pytest.fixture(scope="session")
+def probe_wasm() -> Path:
+    target = ROOT / "target" / "test-modules"
+    subprocess.run(["cargo", "build", "--quiet", "--release", "--target", "wasm32-wasip1",
+                    "--manifest-path", str(ROOT / "harness" / "test-modules" / "Cargo.toml"),
+                    "--target-dir", str(target)], cwd=ROOT, check=True)
+    return target / "wasm32-wasip1" / "release" / "probe.wasm"
 
 
 def body_of(spec: dict) -> bytes | None:
@@ -62,7 +73,7 @@ def scripted(spec: dict | None) -> ScriptedResponse:
                             body=body_of(spec) or b"")
 
 
-def start_stack(pki, workdir: Path, scenario: dict) -> GuardStack:
+def start_stack(pki, workdir: Path, scenario: dict, wasm: Path) -> GuardStack:
     """The shipped configuration with the scenario's policy and environment.
     Environment variables reach the module as Envoy delivers secrets:
     host_env_keys copies them from Envoy's own environment."""
@@ -71,7 +82,7 @@ def start_stack(pki, workdir: Path, scenario: dict) -> GuardStack:
     env = {k: str(v) for k, v in (plugin.get("env") or {}).items()}
     stack = GuardStack(pki, workdir=workdir, policy=config if config is not None else "", env=env)
     stack.service.start()
-    values = stack.values()
+    values = dict(stack.values(), DPP_GUARD_WASM=wasm)
     ecds = write_ecds(stack.ecds, values["DPP_GUARD_ECDS"], values, {"dpp_guard": stack.policy})
     if env:
         doc = yaml.safe_load(ecds.read_text())
@@ -92,8 +103,8 @@ def wait_for_lines(envoy: Envoy, start: int, needles: list[str], seconds: float 
         time.sleep(0.05)
 
 
-def observe_envoy(pki, tmp_path: Path, scenario: dict, envoys: list) -> dict:
-    stack = start_stack(pki, tmp_path / "stack", scenario)
+def observe_envoy(pki, tmp_path: Path, scenario: dict, envoys: list, wasm: Path) -> dict:
+    stack = start_stack(pki, tmp_path / "stack", scenario, wasm)
     try:
         stack.envoy.start()
         envoys.append(stack.envoy)
@@ -161,8 +172,7 @@ def divergences(harness: dict, envoy: dict) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
-def test_scenario_in_harness_and_envoy_agree(path, harness_bin, wasm, pki, tmp_path, envoys):
+def run_both(path: Path, wasm: Path, harness_bin: Path, pki, tmp_path: Path, envoys: list):
     scenario = yaml.safe_load(path.read_text())
 
     run = subprocess.run([str(harness_bin), "run", "--wasm", str(wasm), str(path)],
@@ -172,7 +182,7 @@ def test_scenario_in_harness_and_envoy_agree(path, harness_bin, wasm, pki, tmp_p
                          cwd=ROOT, capture_output=True, text=True)
     (harness_obs,) = json.loads(run.stdout)
 
-    envoy_obs = observe_envoy(pki, tmp_path, scenario, envoys)
+    envoy_obs = observe_envoy(pki, tmp_path, scenario, envoys, wasm)
     observed = tmp_path / "envoy-observed.json"
     observed.write_text(json.dumps(envoy_obs, indent=1))
     check = subprocess.run([str(harness_bin), "check", "--observed", str(observed), str(path)],
@@ -181,6 +191,17 @@ def test_scenario_in_harness_and_envoy_agree(path, harness_bin, wasm, pki, tmp_p
 
     diff = divergences(harness_obs, envoy_obs)
     assert not diff, "harness and Envoy diverge:\n" + "\n".join(diff)
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+def test_scenario_in_harness_and_envoy_agree(path, harness_bin, wasm, pki, tmp_path, envoys):
+    run_both(path, wasm, harness_bin, pki, tmp_path, envoys)
+
+
+@pytest.mark.parametrize("path", FIDELITY, ids=[p.stem for p in FIDELITY])
+def test_harness_host_matches_envoy_on_the_probe_module(path, harness_bin, probe_wasm, pki,
+                                                        tmp_path, envoys):
+    run_both(path, probe_wasm, harness_bin, pki, tmp_path, envoys)
 
 
 def test_divergence_is_detected():

@@ -160,6 +160,8 @@ pub struct Expect {
     pub local_reply: Option<bool>,
     /// `none`, or what the service received.
     pub upstream: Option<UpstreamExpect>,
+    /// true: the filter must trap (harness only: Envoy shows just the 503).
+    pub trap: Option<bool>,
     #[serde(default)]
     pub logs: LogExpect,
 }
@@ -216,6 +218,9 @@ pub struct StartupExpect {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Observed {
     pub scenario: String,
+    /// Observed by the harness (which also sees traps and problems).
+    #[serde(default)]
+    pub harness: bool,
     /// None when the side cannot tell (Envoy).
     #[serde(default)]
     pub configured: Option<bool>,
@@ -235,9 +240,12 @@ pub struct ObservedStream {
     pub upstream: Option<ObservedUpstream>,
     #[serde(default)]
     pub logs: Vec<String>,
-    /// Harness only: behaviour that would break in Envoy, traps.
+    /// Harness only: behaviour that would break in Envoy.
     #[serde(default)]
     pub problems: Vec<String>,
+    /// Harness only: the trap, with its wasm backtrace.
+    #[serde(default)]
+    pub trap: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -280,6 +288,7 @@ pub fn run(plugin: &Plugin, s: &Scenario) -> Result<Observed, crate::Error> {
     let mut vm = Vm::start(plugin, &node, envoy_like_config(s))?;
     let mut obs = Observed {
         scenario: s.name.clone(),
+        harness: true,
         configured: Some(vm.configured()),
         startup_logs: vm.logs().iter().map(|l| l.message.clone()).collect(),
         streams: Vec::new(),
@@ -361,8 +370,11 @@ fn run_stream(
     if outcome.is_ok() {
         outcome = vm.finish(id);
     }
-    if let Err(e) = outcome {
-        problems.push(e.to_string());
+    let mut trap = None;
+    match outcome {
+        Err(e @ (crate::Error::Trap { .. } | crate::Error::VmFailed)) => trap = Some(e.to_string()),
+        Err(e) => problems.push(e.to_string()),
+        Ok(()) => {}
     }
     let view = vm.stream(id).ok_or(crate::Error::UnknownStream(id))?;
     problems.extend(view.problems().iter().cloned());
@@ -416,6 +428,7 @@ fn run_stream(
             .map(|l| l.message.clone())
             .collect(),
         problems,
+        trap,
     })
 }
 
@@ -459,7 +472,7 @@ pub fn check(s: &Scenario, obs: &Observed) -> Vec<StepReport> {
         let mut f = Vec::new();
         match obs.streams.get(i) {
             None => f.push("no observation for this stream".into()),
-            Some(o) => check_stream(&step.expect, o, &mut f),
+            Some(o) => check_stream(&step.expect, o, obs.harness, &mut f),
         }
         reports.push(StepReport {
             name: step.name.clone(),
@@ -475,9 +488,14 @@ fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-fn check_stream(e: &Expect, o: &ObservedStream, f: &mut Vec<String>) {
+fn check_stream(e: &Expect, o: &ObservedStream, harness: bool, f: &mut Vec<String>) {
     for p in &o.problems {
         f.push(format!("problem: {p}"));
+    }
+    match (e.trap.unwrap_or(false), &o.trap) {
+        (false, Some(t)) => f.push(format!("the filter trapped: {t}")),
+        (true, None) if harness => f.push("expected a trap, the filter did not trap".into()),
+        _ => {}
     }
     if let Some(want) = e.status {
         if o.status != Some(want) {

@@ -115,7 +115,14 @@ impl Context for Probe {
         true
     }
 
-    fn on_http_call_response(&mut self, token: u32, _nh: usize, body_size: usize, _nt: usize) {
+    fn on_http_call_response(&mut self, token: u32, nh: usize, body_size: usize, _nt: usize) {
+        if nh == 0 {
+            // A failed call has no response map: Envoy answers BAD_ARGUMENT
+            // to reads, which the SDK turns into a panic. Do not read it.
+            log(&format!("call {token} failed"));
+            self.send_http_response(401, vec![], Some(b"auth failed"));
+            return;
+        }
         let status = self.get_http_call_response_header(":status");
         let body = self
             .get_http_call_response_body(0, body_size)
@@ -288,9 +295,15 @@ impl HttpContext for Probe {
                 Action::Continue
             }
             "late-header" => {
-                // Envoy already sent the headers: this must not reach the upstream.
-                let seen = self.get_http_request_header(":path");
-                log(&format!("late read :path={seen:?}"));
+                // Envoy already let the headers go: the map is gone. Called
+                // raw because the SDK panics on the status Envoy returns.
+                let key = b":path";
+                let mut p: *mut u8 = std::ptr::null_mut();
+                let mut l: usize = 0;
+                let status = unsafe {
+                    proxy_get_header_map_value(0, key.as_ptr(), key.len(), &mut p, &mut l)
+                };
+                log(&format!("late read :path status={status}"));
                 Action::Continue
             }
             _ => Action::Continue,

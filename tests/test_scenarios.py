@@ -173,11 +173,14 @@ def divergences(harness: dict, envoy: dict) -> list[str]:
 
 
 def run_both(path: Path, wasm: Path, harness_bin: Path, pki, tmp_path: Path, envoys: list):
+    """Runs one scenario on both sides; reports every failure of either side at once."""
     scenario = yaml.safe_load(path.read_text())
+    failures = []
 
-    run = subprocess.run([str(harness_bin), "run", "--wasm", str(wasm), str(path)],
-                         cwd=ROOT, capture_output=True, text=True)
-    assert run.returncode == 0, f"harness:\n{run.stdout}{run.stderr}"
+    report = subprocess.run([str(harness_bin), "run", "--wasm", str(wasm), str(path)],
+                            cwd=ROOT, capture_output=True, text=True)
+    if report.returncode != 0:
+        failures.append(f"the harness does not meet the scenario:\n{report.stdout}{report.stderr}")
     run = subprocess.run([str(harness_bin), "run", "--json", "--wasm", str(wasm), str(path)],
                          cwd=ROOT, capture_output=True, text=True)
     (harness_obs,) = json.loads(run.stdout)
@@ -187,10 +190,13 @@ def run_both(path: Path, wasm: Path, harness_bin: Path, pki, tmp_path: Path, env
     observed.write_text(json.dumps(envoy_obs, indent=1))
     check = subprocess.run([str(harness_bin), "check", "--observed", str(observed), str(path)],
                            cwd=ROOT, capture_output=True, text=True)
-    assert check.returncode == 0, f"Envoy does not meet the scenario:\n{check.stdout}{check.stderr}"
+    if check.returncode != 0:
+        failures.append(f"Envoy does not meet the scenario:\n{check.stdout}{check.stderr}")
 
     diff = divergences(harness_obs, envoy_obs)
-    assert not diff, "harness and Envoy diverge:\n" + "\n".join(diff)
+    if diff:
+        failures.append("harness and Envoy diverge:\n" + "\n".join(diff))
+    assert not failures, "\n\n".join(failures)
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])

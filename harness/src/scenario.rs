@@ -340,11 +340,15 @@ fn run_stream(
         (None, None) => Vec::new(),
     };
     let mut outcome = vm.request_headers(id, &h, chunks.is_empty()).map(|_| ());
-    for (i, c) in chunks.iter().enumerate() {
-        if outcome.is_err() {
-            break;
+    // Envoy's HTTP/1 codec (measured by the fidelity scenarios): body data
+    // arrives with end_of_stream=false, then an empty chunk ends the stream.
+    if !chunks.is_empty() {
+        for c in chunks.iter().chain(std::iter::once(&Vec::new())) {
+            if outcome.is_err() {
+                break;
+            }
+            outcome = vm.request_body(id, c, c.is_empty()).map(|_| ());
         }
-        outcome = vm.request_body(id, c, i + 1 == chunks.len()).map(|_| ());
     }
     let reached = vm.stream(id).is_some_and(|v| v.upstream().end);
     if outcome.is_ok() && reached {
@@ -364,7 +368,10 @@ fn run_stream(
         let rh: Vec<(&str, &str)> = rh.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         outcome = vm.response_headers(id, &rh, body.is_empty()).map(|_| ());
         if outcome.is_ok() && !body.is_empty() {
-            outcome = vm.response_body(id, &body, true).map(|_| ());
+            outcome = vm.response_body(id, &body, false).map(|_| ());
+            if outcome.is_ok() {
+                outcome = vm.response_body(id, &[], true).map(|_| ());
+            }
         }
     }
     if outcome.is_ok() {

@@ -325,6 +325,7 @@ impl HttpContext for Probe {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, eos: bool) -> Action {
+        log(&format!("response body_size={body_size} eos={eos}"));
         if self.mode == "rewrite-response" {
             if !eos {
                 return Action::Pause;

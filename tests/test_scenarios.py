@@ -73,23 +73,38 @@ def scripted(spec: dict | None) -> ScriptedResponse:
                             body=body_of(spec) or b"")
 
 
-def start_stack(pki, workdir: Path, scenario: dict, wasm: Path) -> GuardStack:
-    """The shipped configuration with the scenario's policy and environment.
-    Environment variables reach the module as Envoy delivers secrets:
-    host_env_keys copies them from Envoy's own environment."""
+def start_stack(pki, workdir: Path, scenario: dict, wasm: Path, single_filter: bool) -> GuardStack:
+    """The shipped configuration (as GuardStack.start writes it) with the
+    scenario's policy and environment. Environment variables reach the
+    module as Envoy delivers secrets: host_env_keys copies them from Envoy's
+    own environment. `single_filter` drops the router's upstream guard, for
+    modules that are not dpp_guard (the harness fidelity probe)."""
     plugin = scenario["plugin"]
     config = plugin.get("config")
+    policy = config if config is not None else ""
     env = {k: str(v) for k, v in (plugin.get("env") or {}).items()}
-    stack = GuardStack(pki, workdir=workdir, policy=config if config is not None else "", env=env)
+    stack = GuardStack(pki, workdir=workdir, policy=policy, env=env)
     stack.service.start()
     values = dict(stack.values(), DPP_GUARD_WASM=wasm)
-    ecds = write_ecds(stack.ecds, values["DPP_GUARD_ECDS"], values, {"dpp_guard": stack.policy})
-    if env:
-        doc = yaml.safe_load(ecds.read_text())
-        vm = doc["resources"][0]["typed_config"]["config"]["vm_config"]
-        vm.setdefault("environment_variables", {})["host_env_keys"] = sorted(env)
-        ecds.write_text(yaml.safe_dump(doc, sort_keys=False))
-    stack.envoy = Envoy(render(stack.bootstrap, values), stack.workdir, env=env)
+    policies = {"dpp_guard": policy, "dpp_upstream_guard": policy}
+    for template, out in ((stack.ecds, values["DPP_GUARD_ECDS"]),
+                          (stack.upstream_guard_ecds, values["DPP_UPSTREAM_GUARD_ECDS"])):
+        ecds = write_ecds(template, out, values, policies)
+        if env:
+            doc = yaml.safe_load(ecds.read_text())
+            vm = doc["resources"][0]["typed_config"]["config"]["vm_config"]
+            vm.setdefault("environment_variables", {})["host_env_keys"] = sorted(env)
+            ecds.write_text(yaml.safe_dump(doc, sort_keys=False))
+    bootstrap = render(stack.bootstrap, values)
+    if single_filter:
+        doc = yaml.safe_load(bootstrap)
+        for listener in doc["static_resources"]["listeners"]:
+            for chain in listener["filter_chains"]:
+                for f in chain["filters"]:
+                    for hf in f["typed_config"].get("http_filters", []):
+                        hf.get("typed_config", {}).pop("upstream_http_filters", None)
+        bootstrap = yaml.safe_dump(doc, sort_keys=False)
+    stack.envoy = Envoy(bootstrap, stack.workdir, env=env)
     return stack
 
 
@@ -103,8 +118,9 @@ def wait_for_lines(envoy: Envoy, start: int, needles: list[str], seconds: float 
         time.sleep(0.05)
 
 
-def observe_envoy(pki, tmp_path: Path, scenario: dict, envoys: list, wasm: Path) -> dict:
-    stack = start_stack(pki, tmp_path / "stack", scenario, wasm)
+def observe_envoy(pki, tmp_path: Path, scenario: dict, envoys: list, wasm: Path,
+                  single_filter: bool) -> dict:
+    stack = start_stack(pki, tmp_path / "stack", scenario, wasm, single_filter)
     try:
         stack.envoy.start()
         envoys.append(stack.envoy)
@@ -172,7 +188,8 @@ def divergences(harness: dict, envoy: dict) -> list[str]:
     return out
 
 
-def run_both(path: Path, wasm: Path, harness_bin: Path, pki, tmp_path: Path, envoys: list):
+def run_both(path: Path, wasm: Path, harness_bin: Path, pki, tmp_path: Path, envoys: list,
+             single_filter: bool = False):
     """Runs one scenario on both sides; reports every failure of either side at once."""
     scenario = yaml.safe_load(path.read_text())
     failures = []
@@ -185,7 +202,7 @@ def run_both(path: Path, wasm: Path, harness_bin: Path, pki, tmp_path: Path, env
                          cwd=ROOT, capture_output=True, text=True)
     (harness_obs,) = json.loads(run.stdout)
 
-    envoy_obs = observe_envoy(pki, tmp_path, scenario, envoys, wasm)
+    envoy_obs = observe_envoy(pki, tmp_path, scenario, envoys, wasm, single_filter)
     observed = tmp_path / "envoy-observed.json"
     observed.write_text(json.dumps(envoy_obs, indent=1))
     check = subprocess.run([str(harness_bin), "check", "--observed", str(observed), str(path)],
@@ -207,7 +224,7 @@ def test_scenario_in_harness_and_envoy_agree(path, harness_bin, wasm, pki, tmp_p
 @pytest.mark.parametrize("path", FIDELITY, ids=[p.stem for p in FIDELITY])
 def test_harness_host_matches_envoy_on_the_probe_module(path, harness_bin, probe_wasm, pki,
                                                         tmp_path, envoys):
-    run_both(path, probe_wasm, harness_bin, pki, tmp_path, envoys)
+    run_both(path, probe_wasm, harness_bin, pki, tmp_path, envoys, single_filter=True)
 
 
 def test_divergence_is_detected():

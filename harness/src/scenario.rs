@@ -273,6 +273,11 @@ fn envoy_like_config(s: &Scenario) -> VmConfig {
         .property("xds.virtual_host_name", "service")
         .property("xds.node.id", "dpp-guard");
     c.plugin_name = "dpp_guard".into();
+    // The shipped listener and cluster both speak TLS (the Python client
+    // negotiates TLS 1.3); upstream.* appear once the response arrives.
+    c.stream_properties
+        .set("connection.tls_version", "TLSv1.3")
+        .set("connection.mtls", false);
     for (k, v) in &s.plugin.env {
         c = c.env(k, v);
     }
@@ -359,6 +364,7 @@ fn run_stream(
             .unwrap_or_default();
         let body = resp.body_bytes();
         vm.set_stream_property(id, "upstream.address", "127.0.0.1:443")?;
+        vm.set_stream_property(id, "upstream.local_address", "127.0.0.1:40000")?;
         vm.set_stream_property(id, "upstream.tls_version", "TLSv1.3")?;
         let mut rh: Vec<(String, String)> = vec![(":status".into(), resp.status.to_string())];
         for (k, v) in &resp.headers {

@@ -195,6 +195,11 @@ impl VmConfig {
         self.properties.set(dotted, value);
         self
     }
+    /// A property every new stream starts with (e.g. `connection.tls_version`).
+    pub fn stream_property(mut self, dotted: &str, value: impl Into<Value>) -> Self {
+        self.stream_properties.set(dotted, value);
+        self
+    }
     pub fn upstream(mut self, cluster: &str, script: HttpCallScript) -> Self {
         self.http_upstreams.insert(cluster.into(), script);
         self

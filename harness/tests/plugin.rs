@@ -15,7 +15,9 @@ fn guard(policy: serde_json::Value) -> Vm {
         .root_id("dpp_guard")
         .vm_id("dpp_guard")
         .log_level(LogLevel::Info)
-        .property("xds.route_name", "service");
+        .property("xds.route_name", "service")
+        // The shipped listener terminates TLS.
+        .stream_property("connection.tls_version", "TLSv1.3");
     Vm::start(dpp_guard(), &Node::new(), config).expect("dpp_guard starts")
 }
 
@@ -157,4 +159,28 @@ fn the_filter_never_traps_on_odd_requests() {
     assert!(vm.stream(id).unwrap().upstream().end);
     assert!(vm.stream(id2).unwrap().upstream().end);
     assert_eq!(vm.stream(id3).unwrap().status(), Some(503));
+}
+
+#[test]
+fn a_protected_route_refuses_a_plaintext_downstream() {
+    let config = VmConfig::new()
+        .plugin_config(policy().to_string())
+        .root_id("dpp_guard")
+        .log_level(LogLevel::Info);
+    // No connection.tls_version: the request came over plaintext.
+    let mut vm = Vm::start(dpp_guard(), &Node::new(), config).unwrap();
+    let id = get(&mut vm, "GET", "/orders/1");
+    let s = vm.stream(id).unwrap();
+    assert_eq!(s.status(), Some(403));
+    assert_eq!(s.upstream().headers, None);
+    let body: serde_json::Value = serde_json::from_slice(&s.downstream().body).unwrap();
+    assert_eq!(body["error"], "downstream_tls_required");
+    assert!(
+        vm.logged("downstream_plaintext_refused"),
+        "{:#?}",
+        vm.logs()
+    );
+    // An unprotected path is not the filter's business.
+    let id = get(&mut vm, "GET", "/catalog/1");
+    assert!(vm.stream(id).unwrap().upstream().end);
 }

@@ -410,6 +410,18 @@ fn bad_pointers_get_invalid_memory_access_not_a_trap() {
 }
 
 #[test]
+fn unsupported_calls_answer_unimplemented_and_there_are_no_files() {
+    let mut vm = start(VmConfig::new());
+    let (id, _) = request(&mut vm, "unimplemented", &[], true);
+    assert!(
+        vm.logged("foreign function -> 12; fs -> Err(NotFound)"),
+        "{:#?}",
+        vm.logs()
+    );
+    assert!(vm.stream(id).unwrap().upstream().end);
+}
+
+#[test]
 fn a_rejected_configuration_answers_500_like_envoy_ecds() {
     let mut vm = start(VmConfig::new().plugin_config("reject"));
     assert!(!vm.configured());

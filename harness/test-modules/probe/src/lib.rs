@@ -16,6 +16,14 @@ proxy_wasm::main! {{
 extern "C" {
     // Declared again to call the host with deliberately bad pointers.
     fn proxy_log(level: u32, ptr: *const u8, len: usize) -> u32;
+    fn proxy_call_foreign_function(
+        name: *const u8,
+        name_len: usize,
+        args: *const u8,
+        args_len: usize,
+        ret: *mut *mut u8,
+        ret_len: *mut usize,
+    ) -> u32;
     fn proxy_get_header_map_value(
         map: u32,
         key: *const u8,
@@ -274,6 +282,17 @@ impl HttpContext for Probe {
                 Action::Continue
             }
             "late-header" => Action::Continue,
+            "unimplemented" => {
+                let name = b"compress";
+                let mut p: *mut u8 = std::ptr::null_mut();
+                let mut l: usize = 0;
+                let status = unsafe {
+                    proxy_call_foreign_function(name.as_ptr(), name.len(), name.as_ptr(), 0, &mut p, &mut l)
+                };
+                let fs = std::fs::read("/etc/hostname").map_err(|e| e.kind());
+                log(&format!("foreign function -> {status}; fs -> {fs:?}"));
+                Action::Continue
+            }
             _ => Action::Continue,
         }
     }

@@ -468,3 +468,19 @@ fn not_a_proxy_wasm_module_is_refused() {
     let err = Plugin::from_bytes(b"\0asm\x01\0\0\0").err().unwrap();
     assert!(err.to_string().contains("proxy_abi_version"), "{err}");
 }
+
+#[test]
+fn trailers_follow_the_body_to_the_upstream() {
+    let mut vm = start(VmConfig::new());
+    let (id, _) = request(&mut vm, "none", &[], false);
+    vm.request_body(id, b"data", false).unwrap();
+    assert!(!vm.stream(id).unwrap().upstream().end);
+    vm.request_trailers(id, &[("grpc-status", "0")]).unwrap();
+    let up = vm.stream(id).unwrap().upstream().clone();
+    assert!(up.end);
+    assert_eq!(up.body, b"data");
+    assert_eq!(
+        up.trailers,
+        Some(vec![("grpc-status".to_string(), "0".to_string())])
+    );
+}

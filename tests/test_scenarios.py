@@ -188,10 +188,11 @@ def divergences(harness: dict, envoy: dict) -> list[str]:
     return out
 
 
-def run_both(path: Path, wasm: Path, harness_bin: Path, pki, tmp_path: Path, envoys: list,
-             single_filter: bool = False):
+def run_both(path: Path, wasm: Path, harness_bin: Path, pki, tmp_path: Path, envoys: list):
     """Runs one scenario on both sides; reports every failure of either side at once."""
     scenario = yaml.safe_load(path.read_text())
+    # `plugin.upstream_filter: false` (harness side too): only the listener filter.
+    single_filter = not scenario["plugin"].get("upstream_filter", True)
     failures = []
 
     report = subprocess.run([str(harness_bin), "run", "--wasm", str(wasm), str(path)],
@@ -224,7 +225,7 @@ def test_scenario_in_harness_and_envoy_agree(path, harness_bin, wasm, pki, tmp_p
 @pytest.mark.parametrize("path", FIDELITY, ids=[p.stem for p in FIDELITY])
 def test_harness_host_matches_envoy_on_the_probe_module(path, harness_bin, probe_wasm, pki,
                                                         tmp_path, envoys):
-    run_both(path, probe_wasm, harness_bin, pki, tmp_path, envoys, single_filter=True)
+    run_both(path, probe_wasm, harness_bin, pki, tmp_path, envoys)
 
 
 def test_divergence_is_detected():

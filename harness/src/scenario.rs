@@ -28,7 +28,7 @@ pub struct Scenario {
     pub streams: Vec<StreamSpec>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginSpec {
     /// The plugin configuration: an object or array is sent as JSON, a
@@ -41,6 +41,15 @@ pub struct PluginSpec {
     /// Harness only: extra properties. The defaults mirror envoy/dpp-guard.yaml.
     #[serde(default)]
     pub properties: BTreeMap<String, Value>,
+    /// Also run the module as the router's upstream filter (root id
+    /// dpp_upstream_guard), as envoy/dpp-guard.yaml does. Default true;
+    /// false for modules that are not dpp_guard.
+    #[serde(default = "yes")]
+    pub upstream_filter: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl PluginSpec {
@@ -262,19 +271,19 @@ pub fn load(path: &Path) -> Result<Scenario, String> {
 }
 
 /// Properties Envoy gives the filter with envoy/dpp-guard.yaml.
-fn envoy_like_config(s: &Scenario) -> VmConfig {
+fn envoy_like_config(s: &Scenario, root_id: &str) -> VmConfig {
     let mut c = VmConfig::new()
         .plugin_config(s.plugin.config_bytes())
         .vm_id("dpp_guard")
-        .root_id("dpp_guard")
+        .root_id(root_id)
         .log_level(LogLevel::Info)
         .property("xds.route_name", "service")
         .property("xds.cluster_name", "service")
         .property("xds.virtual_host_name", "service")
         .property("xds.node.id", "dpp-guard");
-    c.plugin_name = "dpp_guard".into();
+    c.plugin_name = root_id.into();
     // The shipped listener and cluster both speak TLS (the Python client
-    // negotiates TLS 1.3); upstream.* appear once the response arrives.
+    // negotiates TLS 1.3); upstream.* appear once a connection exists.
     c.stream_properties
         .set("connection.tls_version", "TLSv1.3")
         .set("connection.mtls", false);
@@ -287,29 +296,140 @@ fn envoy_like_config(s: &Scenario) -> VmConfig {
     c
 }
 
+/// Envoy as envoy/dpp-guard.yaml builds it: the module as the listener's
+/// filter (root id dpp_guard) and, unless the scenario says otherwise, as
+/// the router's upstream filter (root id dpp_upstream_guard), one VM each,
+/// in front of one service reached over TLS.
+struct Chain {
+    down: Vm,
+    up: Option<Vm>,
+    /// Envoy's connection pool: the first request opens the connection,
+    /// later ones reuse it.
+    pooled: bool,
+}
+
 /// Runs a scenario in the harness and returns what it observed.
 pub fn run(plugin: &Plugin, s: &Scenario) -> Result<Observed, crate::Error> {
     let node = Node::new();
-    let mut vm = Vm::start(plugin, &node, envoy_like_config(s))?;
+    let down = Vm::start(plugin, &node, envoy_like_config(s, "dpp_guard"))?;
+    let up = if s.plugin.upstream_filter {
+        Some(Vm::start(
+            plugin,
+            &node,
+            envoy_like_config(s, "dpp_upstream_guard"),
+        )?)
+    } else {
+        None
+    };
+    let mut startup_logs: Vec<String> = down.logs().iter().map(|l| l.message.clone()).collect();
+    if let Some(up) = &up {
+        startup_logs.extend(up.logs().iter().map(|l| l.message.clone()));
+    }
     let mut obs = Observed {
         scenario: s.name.clone(),
         harness: true,
-        configured: Some(vm.configured()),
-        startup_logs: vm.logs().iter().map(|l| l.message.clone()).collect(),
+        configured: Some(down.configured() && up.as_ref().is_none_or(Vm::configured)),
+        startup_logs,
         streams: Vec::new(),
     };
+    let mut chain = Chain {
+        down,
+        up,
+        pooled: false,
+    };
     for step in &s.streams {
-        obs.streams.push(run_stream(&mut vm, s, step)?);
+        obs.streams.push(run_stream(&mut chain, s, step)?);
     }
     Ok(obs)
 }
 
-fn run_stream(
+fn refs(h: &[(String, String)]) -> Vec<(&str, &str)> {
+    h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+/// Sends a response (headers with :status, body) through one VM's
+/// response path the way Envoy's HTTP/1 codec delivers it.
+fn respond_through(
     vm: &mut Vm,
+    id: crate::StreamId,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Result<(), crate::Error> {
+    vm.response_headers(id, &refs(headers), body.is_empty())?;
+    if !body.is_empty() {
+        vm.response_body(id, body, false)?;
+        vm.response_body(id, &[], true)?;
+    }
+    Ok(())
+}
+
+fn set_connected(vm: &mut Vm, id: crate::StreamId) -> Result<(), crate::Error> {
+    vm.set_stream_property(id, "upstream.address", "127.0.0.1:443")?;
+    vm.set_stream_property(id, "upstream.local_address", "127.0.0.1:40000")?;
+    vm.set_stream_property(id, "upstream.tls_version", "TLSv1.3")
+}
+
+/// What went back towards the client from one filter: headers and body.
+type Message = (Vec<(String, String)>, Vec<u8>);
+
+fn message_of(f: &crate::Forwarded) -> Message {
+    (f.headers.clone().unwrap_or_default(), f.body.clone())
+}
+
+/// The router's upstream filter: the request the listener filter let
+/// through goes through it to the service, and the answer back.
+/// Returns what the service received (None: nothing) and the answer.
+fn upstream_leg(
+    up: &mut Vm,
+    request: &crate::Forwarded,
+    pooled: bool,
+    service_answer: &Message,
+    problems: &mut Vec<String>,
+) -> Result<(Option<crate::Forwarded>, Message), crate::Error> {
+    let uid = up.open_stream()?;
+    // A pooled connection is known when the upstream filter runs; a new
+    // one appears a moment later (measured: 1-4 ms), while the filter waits.
+    if pooled {
+        set_connected(up, uid)?;
+    }
+    let headers = request.headers.clone().unwrap_or_default();
+    up.request_headers(uid, &refs(&headers), request.body.is_empty())?;
+    if !request.body.is_empty() {
+        up.request_body(uid, &request.body, false)?;
+        up.request_body(uid, &[], true)?;
+    }
+    if !pooled {
+        set_connected(up, uid)?;
+        up.advance(std::time::Duration::from_millis(2))?;
+    }
+    let view = up.stream(uid).ok_or(crate::Error::UnknownStream(uid))?;
+    let sent = view.upstream().end.then(|| view.upstream().clone());
+    let answer = if sent.is_some() {
+        respond_through(up, uid, &service_answer.0, &service_answer.1)?;
+        let view = up.stream(uid).ok_or(crate::Error::UnknownStream(uid))?;
+        message_of(view.downstream())
+    } else if view.downstream().headers.is_some() {
+        // Refused by the upstream filter: its reply goes back instead.
+        message_of(view.downstream())
+    } else {
+        problems
+            .push("the upstream filter held the request and never resumed or refused it".into());
+        (vec![(":status".into(), "504".into())], Vec::new())
+    };
+    if let Some(view) = up.stream(uid) {
+        problems.extend(view.problems().iter().cloned());
+    }
+    up.finish(uid)?;
+    Ok((sent, answer))
+}
+
+fn run_stream(
+    chain: &mut Chain,
     s: &Scenario,
     step: &StreamSpec,
 ) -> Result<ObservedStream, crate::Error> {
-    let first_log = vm.logs().len();
+    let first_log = chain.down.logs().len();
+    let first_up_log = chain.up.as_ref().map_or(0, |u| u.logs().len());
     let req = &step.request;
     let body = req.body_bytes();
     let mut headers: Vec<(String, String)> = vec![
@@ -332,19 +452,18 @@ fn run_stream(
     }
     // Envoy's connection manager adds these before the filter chain runs.
     headers.push(("x-forwarded-proto".into(), "https".into()));
-    let h: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
 
     let mut problems = Vec::new();
+    let vm = &mut chain.down;
     let id = vm.open_stream()?;
     let chunks: Vec<Vec<u8>> = match (&req.chunks, &body) {
         (Some(c), _) => c.iter().map(|c| c.as_bytes().to_vec()).collect(),
         (None, Some(b)) => vec![b.clone()],
         (None, None) => Vec::new(),
     };
-    let mut outcome = vm.request_headers(id, &h, chunks.is_empty()).map(|_| ());
+    let mut outcome = vm
+        .request_headers(id, &refs(&headers), chunks.is_empty())
+        .map(|_| ());
     // Envoy's HTTP/1 codec (measured by the fidelity scenarios): body data
     // arrives with end_of_stream=false, then an empty chunk ends the stream.
     if !chunks.is_empty() {
@@ -355,31 +474,39 @@ fn run_stream(
             outcome = vm.request_body(id, c, c.is_empty()).map(|_| ());
         }
     }
-    let reached = vm.stream(id).is_some_and(|v| v.upstream().end);
-    if outcome.is_ok() && reached {
+    let mut service_got = None;
+    let forwarded = vm
+        .stream(id)
+        .map(|v| v.upstream().clone())
+        .filter(|f| f.end);
+    if let (Ok(()), Some(forwarded)) = (&outcome, forwarded) {
         let resp = step
             .upstream
             .clone()
             .or_else(|| s.upstream.clone())
             .unwrap_or_default();
-        let body = resp.body_bytes();
-        vm.set_stream_property(id, "upstream.address", "127.0.0.1:443")?;
-        vm.set_stream_property(id, "upstream.local_address", "127.0.0.1:40000")?;
-        vm.set_stream_property(id, "upstream.tls_version", "TLSv1.3")?;
+        let rbody = resp.body_bytes();
         let mut rh: Vec<(String, String)> = vec![(":status".into(), resp.status.to_string())];
         for (k, v) in &resp.headers {
             rh.push((k.to_ascii_lowercase(), v.clone()));
         }
-        rh.push(("content-length".into(), body.len().to_string()));
-        let rh: Vec<(&str, &str)> = rh.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        outcome = vm.response_headers(id, &rh, body.is_empty()).map(|_| ());
-        if outcome.is_ok() && !body.is_empty() {
-            outcome = vm.response_body(id, &body, false).map(|_| ());
-            if outcome.is_ok() {
-                outcome = vm.response_body(id, &[], true).map(|_| ());
+        rh.push(("content-length".into(), rbody.len().to_string()));
+        let service_answer = (rh, rbody);
+        let pooled = std::mem::replace(&mut chain.pooled, true);
+        let leg = match chain.up.as_mut() {
+            Some(up) => upstream_leg(up, &forwarded, pooled, &service_answer, &mut problems),
+            None => Ok((Some(forwarded), service_answer)),
+        };
+        let vm = &mut chain.down;
+        outcome = match leg {
+            Ok((sent, (rh, rbody))) => {
+                service_got = sent;
+                set_connected(vm, id).and_then(|_| respond_through(vm, id, &rh, &rbody))
             }
-        }
+            Err(e) => Err(e),
+        };
     }
+    let vm = &mut chain.down;
     if outcome.is_ok() {
         outcome = vm.finish(id);
     }
@@ -398,8 +525,9 @@ fn run_stream(
                 .into(),
         );
     }
-    let upstream = st_up.headers.as_ref().filter(|_| st_up.end).map(|h| {
-        let method = st_up.header(":method").unwrap_or_default().to_string();
+    let upstream = service_got.as_ref().and_then(|got| {
+        let h = got.headers.as_ref()?;
+        let method = got.header(":method").unwrap_or_default().to_string();
         let mut headers: Vec<(String, String)> = h
             .iter()
             .filter_map(|(k, v)| match k.as_str() {
@@ -408,18 +536,25 @@ fn run_stream(
                 _ => Some((k.clone(), v.clone())),
             })
             .collect();
-        http1_request_framing(&method, &mut headers, st_up.body.is_empty());
-        ObservedUpstream {
+        http1_request_framing(&method, &mut headers, got.body.is_empty());
+        Some(ObservedUpstream {
             method,
-            path: st_up.header(":path").unwrap_or_default().to_string(),
+            path: got.header(":path").unwrap_or_default().to_string(),
             headers,
-            body: st_up.body_str(),
-        }
+            body: got.body_str(),
+        })
     });
     if view.is_reset() {
         problems.push("the stream was reset".into());
     }
     let down = view.downstream();
+    let mut logs: Vec<String> = vm.logs()[first_log..]
+        .iter()
+        .map(|l| l.message.clone())
+        .collect();
+    if let Some(up) = &chain.up {
+        logs.extend(up.logs()[first_up_log..].iter().map(|l| l.message.clone()));
+    }
     Ok(ObservedStream {
         name: step.name.clone(),
         status: view.status(),
@@ -436,10 +571,7 @@ fn run_stream(
         body: down.body_str(),
         local_reply: upstream.is_none(),
         upstream,
-        logs: vm.logs()[first_log..]
-            .iter()
-            .map(|l| l.message.clone())
-            .collect(),
+        logs,
         problems,
         trap,
     })

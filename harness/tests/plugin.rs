@@ -184,3 +184,66 @@ fn a_protected_route_refuses_a_plaintext_downstream() {
     let id = get(&mut vm, "GET", "/catalog/1");
     assert!(vm.stream(id).unwrap().upstream().end);
 }
+
+fn upstream_guard(node: &Node) -> Vm {
+    let config = VmConfig::new()
+        .plugin_config(policy().to_string())
+        .root_id("dpp_upstream_guard")
+        .vm_id("dpp_guard")
+        .log_level(LogLevel::Info)
+        .property("xds.cluster_name", "service");
+    Vm::start(dpp_guard(), node, config).expect("upstream guard starts")
+}
+
+#[test]
+fn upstream_guard_waits_for_a_new_connection_then_lets_tls_through() {
+    let node = Node::new();
+    let mut vm = upstream_guard(&node);
+    let id = get(&mut vm, "GET", "/orders/1");
+    // No connection yet: the request is held, the root polls on ticks.
+    assert_eq!(vm.stream(id).unwrap().upstream().headers, None);
+    assert_eq!(vm.tick_period_ms(), 1);
+    vm.advance(std::time::Duration::from_millis(1)).unwrap();
+    assert_eq!(vm.stream(id).unwrap().upstream().headers, None);
+    vm.set_stream_property(id, "upstream.local_address", "127.0.0.1:40000")
+        .unwrap();
+    vm.set_stream_property(id, "upstream.tls_version", "TLSv1.3")
+        .unwrap();
+    vm.advance(std::time::Duration::from_millis(1)).unwrap();
+    assert!(
+        vm.stream(id).unwrap().upstream().end,
+        "resumed once TLS is seen"
+    );
+    assert_eq!(
+        node.counter("dpp_guard.upstream.allowed_new_connection"),
+        Some(1)
+    );
+}
+
+#[test]
+fn upstream_guard_refuses_a_pooled_plaintext_connection_before_any_byte() {
+    let node = Node::new();
+    let mut vm = upstream_guard(&node);
+    let id = vm.open_stream().unwrap();
+    vm.set_stream_property(id, "upstream.local_address", "127.0.0.1:40000")
+        .unwrap();
+    vm.request_headers(
+        id,
+        &[
+            (":method", "POST"),
+            (":path", "/orders/1"),
+            (":authority", "a"),
+        ],
+        false,
+    )
+    .unwrap();
+    vm.request_body(id, b"{\"pii\":1}", true).unwrap();
+    let s = vm.stream(id).unwrap();
+    assert_eq!(
+        s.upstream().headers,
+        None,
+        "nothing reaches a plaintext upstream"
+    );
+    assert!(s.status().is_some_and(|c| c >= 500), "{:?}", s.status());
+    assert_eq!(node.counter("dpp_guard.upstream.refused_pooled"), Some(1));
+}

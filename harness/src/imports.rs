@@ -324,7 +324,9 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         |mut c: C<'_>, period: i32| -> R {
             let s = c.data_mut();
             s.tick_period_ms = period as u32;
-            s.next_tick_ns = s.now_ns + u64::from(s.tick_period_ms) * 1_000_000;
+            s.next_tick_ns = s
+                .now_ns
+                .saturating_add(u64::from(s.tick_period_ms) * 1_000_000);
             Ok(status::OK)
         },
     )?;
@@ -967,10 +969,11 @@ fn define_wasi(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         Ok(e(write(&mut c, ret, &stat)))
     })?;
     l.func_wrap(W, "random_get", |mut c: C<'_>, ptr: i32, len: i32| -> R {
-        let mut buf = vec![0u8; len.max(0) as usize];
-        if buf.len() > 1 << 20 {
+        // Bound the request before allocating: the length comes from the module.
+        if len as u32 > 1 << 20 {
             return Ok(errno::INVAL);
         }
+        let mut buf = vec![0u8; len as u32 as usize];
         if getrandom::fill(&mut buf).is_err() {
             return Ok(errno::NOSYS);
         }

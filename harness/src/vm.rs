@@ -961,7 +961,9 @@ impl Vm {
                 break;
             }
             s.now_ns = s.next_tick_ns;
-            s.next_tick_ns = s.now_ns + u64::from(s.tick_period_ms) * 1_000_000;
+            s.next_tick_ns = s
+                .now_ns
+                .saturating_add(u64::from(s.tick_period_ms) * 1_000_000);
             self.invoke(ROOT, "proxy_on_tick", &[ROOT as i32])?;
             self.settle()?;
             self.pump()?;

@@ -72,6 +72,20 @@ fn every_scenario_file_passes_in_the_harness() {
 }
 
 #[test]
+fn the_readme_scenario_passes() {
+    let readme = std::fs::read_to_string(workspace_root().join("harness/README.md")).unwrap();
+    let start = readme.find("```yaml\n").expect("README has a YAML example") + 8;
+    let len = readme[start..].find("```").unwrap();
+    let s: scenario::Scenario = serde_yaml::from_str(&readme[start..start + len]).unwrap();
+    let obs = scenario::run(dpp_guard(), &s).unwrap();
+    let mut out = String::new();
+    assert!(
+        scenario::render(&s, &scenario::check(&s, &obs), &mut out),
+        "{out}"
+    );
+}
+
+#[test]
 fn a_wrong_expectation_fails_with_a_readable_diff() {
     let s: scenario::Scenario = serde_yaml::from_str(
         r#"

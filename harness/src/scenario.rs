@@ -366,7 +366,9 @@ fn respond_through(
 fn set_connected(vm: &mut Vm, id: crate::StreamId) -> Result<(), crate::Error> {
     vm.set_stream_property(id, "upstream.address", "127.0.0.1:443")?;
     vm.set_stream_property(id, "upstream.local_address", "127.0.0.1:40000")?;
-    vm.set_stream_property(id, "upstream.tls_version", "TLSv1.3")
+    vm.set_stream_property(id, "upstream.tls_version", "TLSv1.3")?;
+    // tests/support/pki.py gives the service certificate DNS:localhost first.
+    vm.set_stream_property(id, "upstream.dns_san_peer_certificate", "localhost")
 }
 
 /// What went back towards the client from one filter: headers and body.

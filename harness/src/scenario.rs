@@ -147,6 +147,10 @@ impl RequestSpec {
 pub struct StreamSpec {
     pub name: String,
     pub request: RequestSpec,
+    /// Harness only: properties of this stream for the listener filter
+    /// (e.g. `source.address`), on top of the defaults.
+    #[serde(default)]
+    pub properties: BTreeMap<String, Value>,
     #[serde(default)]
     pub upstream: Option<ResponseSpec>,
     #[serde(default)]
@@ -458,6 +462,9 @@ fn run_stream(
     let mut problems = Vec::new();
     let vm = &mut chain.down;
     let id = vm.open_stream()?;
+    for (k, v) in &step.properties {
+        vm.set_stream_property(id, k, v.clone())?;
+    }
     let chunks: Vec<Vec<u8>> = match (&req.chunks, &body) {
         (Some(c), _) => c.iter().map(|c| c.as_bytes().to_vec()).collect(),
         (None, Some(b)) => vec![b.clone()],

@@ -16,6 +16,13 @@ proxy_wasm::main! {{
 extern "C" {
     // Declared again to call the host with deliberately bad pointers.
     fn proxy_log(level: u32, ptr: *const u8, len: usize) -> u32;
+    fn proxy_set_buffer_bytes(
+        buffer: u32,
+        start: usize,
+        size: usize,
+        data: *const u8,
+        data_len: usize,
+    ) -> u32;
     fn proxy_call_foreign_function(
         name: *const u8,
         name_len: usize,
@@ -157,6 +164,10 @@ impl HttpContext for Probe {
                 self.set_http_request_header("x-replace", Some("new"));
                 self.set_http_request_header("x-remove", None);
                 self.set_http_request_header(":path", Some("/rewritten"));
+                Action::Continue
+            }
+            "buffer-range" => {
+                self.set_http_request_header("content-length", None);
                 Action::Continue
             }
             "rewrite-body" | "rewrite-body-keep-cl" | "accumulate" => {
@@ -311,6 +322,20 @@ impl HttpContext for Probe {
                     out.extend(body.to_ascii_uppercase());
                     self.set_http_request_body(0, body_size, &out);
                 }
+                Action::Continue
+            }
+            "buffer-range" => {
+                if !eos {
+                    return Action::Pause;
+                }
+                // Which ranges may a filter replace? Prepend, middle, append.
+                let set = |start: usize, size: usize, data: &[u8]| unsafe {
+                    proxy_set_buffer_bytes(0, start, size, data.as_ptr(), data.len())
+                };
+                let prepend = set(0, 0, b"<");
+                let middle = set(1, 1, b"?");
+                let append = set(body_size + 1, 0, b">");
+                log(&format!("buffer prepend={prepend} middle={middle} append={append}"));
                 Action::Continue
             }
             "late-header" => {

@@ -59,6 +59,7 @@ def main():
     os.makedirs(out_dir, exist_ok=True)
 
     keys = vmconfigs.Keys()
+    keys.wasm_dir = WASM_DIR
     bodies = {label: orders.dumps(orders.orders_document(n)) for label, n in SIZES}
     headers = [(":method", "POST"), (":path", vmconfigs.ORDERS_PATH), (":authority", "sellers.example"),
                ("content-type", "application/json"), ("content-length", "0")]

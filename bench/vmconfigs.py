@@ -18,7 +18,16 @@ ORDERS_PATH = "/orders/v0/orders"
 class Keys:
     """Fresh key material per run, handed to modules through WASI environ only."""
 
+    wasm_dir = None
+
+    def encrypted(self, body):
+        """`body` as dpp_guard's encrypt path sends it on (input of the decrypt rows)."""
+        out = through_filter(self.wasm_dir, self, ENCRYPT, body)
+        self.plain_of[out] = body
+        return out
+
     def __init__(self):
+        self.plain_of = {}
         self.naive = secrets.token_hex(32)
         import base64
 
@@ -72,6 +81,39 @@ class VmFilter:
 UNPROTECTED = json.dumps({"version": 1, "routes": [
     {"name": "catalog", "match": {"path": {"prefix": "/catalog/"}}}]})
 
+# Protected routes in the VM: the same rules as the Envoy benchmark's (f)
+# and (g), with room for a 1 MiB body once it carries envelopes.
+_PROTECTED_COMMON = {
+    "version": 1,
+    "keys": {"env": "DPP_BENCH_KEYS"},
+    "transport": {"downstream": {"trusted_tls_terminator": True}},
+}
+ENCRYPT = json.dumps({**_PROTECTED_COMMON, "routes": [{
+    "name": "orders", "match": {"path": {"prefix": "/orders/"}}, "body": {"max_bytes": 4 * 1024 * 1024},
+    "encrypt": [{"direction": "request", "preset": "sp-api-orders"}]}]})
+DECRYPT = json.dumps({**_PROTECTED_COMMON, "routes": [{
+    "name": "orders", "match": {"path": {"prefix": "/orders/"}}, "body": {"max_bytes": 4 * 1024 * 1024},
+    "decrypt": [{"direction": "request", "preset": "sp-api-orders"}]}]})
+HEADERS = [(":method", "POST"), (":path", ORDERS_PATH), (":authority", "sellers.example"),
+           ("content-type", "application/json"), ("content-length", "0")]
+
+
+def through_filter(wasm_dir, keys, policy, body):
+    """What dpp_guard makes of `body` under `policy` (one request in the VM)."""
+    host = pwhost.Host(os.path.join(wasm_dir, "dpp_guard.wasm"), env=keys.env)
+    if not host.start("dpp_guard", policy.encode()):
+        raise SystemExit(f"dpp_guard refused the policy: {host.logs[-3:]}")
+    hd = [(k, str(len(body)) if k == "content-length" else v) for k, v in HEADERS]
+    out, _ = host.request(hd, body)
+    if host.local_reply:
+        raise SystemExit(f"dpp_guard refused the body: {host.local_reply}")
+    return out
+
+
+def _decrypted(keys, sent, out):
+    assert json.loads(out) == json.loads(keys.plain_of[sent]), "decrypt did not give the original back"
+
+
 FILTERS = [
     VmFilter("null", "null filter (host overhead)", "bench_null_filter.wasm", check=_same),
     VmFilter("floor", "serde_json parse + serialize (floor)", "bench_naive_json_filter.wasm", check=_same_json),
@@ -79,6 +121,10 @@ FILTERS = [
              configuration=lambda k: _naive_fields(), check=_encrypted),
     VmFilter("dpp-unprot", "dpp-guard, unprotected route", "dpp_guard.wasm", root_id="dpp_guard",
              configuration=lambda k: UNPROTECTED, check=_same),
+    VmFilter("dpp-encrypt", "dpp-guard, encrypt preset PII fields", "dpp_guard.wasm", root_id="dpp_guard",
+             configuration=lambda k: ENCRYPT, check=_encrypted),
+    VmFilter("dpp-decrypt", "dpp-guard, decrypt path", "dpp_guard.wasm", root_id="dpp_guard",
+             configuration=lambda k: DECRYPT, body=lambda k, b: k.encrypted(b), check=_decrypted),
 ]
 
 
@@ -93,6 +139,12 @@ class Stage:
 
 STAGES = [
     Stage(0, "floor", "serde_json parse + serialize (floor)"),
+    Stage(1, "parse", "parse: validating scan (json::validate)"),
+    Stage(2, "select", "parse + select + splice copy, no crypto"),
+    Stage(3, "seal", "encrypt: seal the selected values only"),
+    Stage(4, "encrypt", "whole encrypt rewrite (protect::rewrite)"),
+    Stage(5, "open", "decrypt: open the envelopes only"),
+    Stage(6, "decrypt", "whole decrypt rewrite (protect::rewrite)"),
     Stage(7, "naive", "naive (d): serde_json + new cipher per field"),
     # Per request, whatever the body (the same figure in every column).
     Stage(11, "scrub", "scrub: PII path, user-agent, client address (per request)"),
@@ -181,16 +233,21 @@ def _native(wasm_dir, keys, bodies, rows, smoke):
 
 
 def memory(wasm_dir, keys, body_1mib, headers):
-    """dpp_guard linear memory after start and after one 1 MiB body."""
-    host = pwhost.Host(os.path.join(wasm_dir, "dpp_guard.wasm"), env=keys.env)
-    initial = host.memory_bytes()
-    host.start("dpp_guard", UNPROTECTED.encode())
-    after_start = host.memory_bytes()
-    hd = [(k, str(len(body_1mib)) if k == "content-length" else v) for k, v in headers]
-    host.request(hd, body_1mib)
-    return {
-        "policy": "unprotected route (no body processing on main yet)",
-        "initial (module's declared minimum)": initial,
-        "after start (on_configure done)": after_start,
-        "after a 1 MiB body (peak)": host.memory_bytes(),
-    }
+    """dpp_guard linear memory after start and after one 1 MiB protected body, each direction."""
+    out = {}
+    for name, policy, body in (("encrypt", ENCRYPT, body_1mib), ("decrypt", DECRYPT, None)):
+        if body is None:
+            body = keys.encrypted(body_1mib)
+        host = pwhost.Host(os.path.join(wasm_dir, "dpp_guard.wasm"), env=keys.env)
+        initial = host.memory_bytes()
+        if not host.start("dpp_guard", policy.encode()):
+            raise SystemExit(f"dpp_guard refused the {name} policy: {host.logs[-3:]}")
+        after_start = host.memory_bytes()
+        hd = [(k, str(len(body)) if k == "content-length" else v) for k, v in headers]
+        host.request(hd, body)
+        if host.local_reply:
+            raise SystemExit(f"dpp_guard refused the 1 MiB {name} body: {host.local_reply}")
+        out[f"{name}: initial (module's declared minimum)"] = initial
+        out[f"{name}: after start (on_configure done)"] = after_start
+        out[f"{name}: after one {len(body):,}-byte request body (peak)"] = host.memory_bytes()
+    return out

@@ -10,8 +10,9 @@
 //! validating scan, selection and splice copy, sealing / opening the
 //! selected values, and the whole rewrite; stage 0 is the floor every JSON
 //! rewrite is compared with (serde_json parse into a `Value`, serialize).
-//! Keys come from the environment variable `DPP_BENCH_KEYS` (keyring text),
-//! as the plugin gets them from Envoy's `host_env_keys`.
+//! Keys come from the environment variables `DPP_BENCH_KEYS` (keyring text)
+//! and `DPP_BENCH_LOG_KEY` (log key), as the plugin gets them from Envoy's
+//! `host_env_keys`. Scrub and record are per request, not per body.
 
 use std::cell::RefCell;
 use std::hint::black_box;
@@ -21,10 +22,22 @@ use dpp_core::access::chain::LogChain;
 use dpp_core::scrub::{PiiKeys, Scrubber};
 use dpp_core::{AccessRecord, Actions, LogKey, RequestLogFacts};
 
+use dpp_core::crypto::envelope::{self, Scratch, SealOptions};
+use dpp_core::crypto::Keyring;
+use dpp_core::json;
+use dpp_core::policy::{Direction, FieldRules};
+use dpp_core::{protect, Policy};
+
 /// Stage numbers, shared with bench/vmconfigs.py.
 /// The stages this build has, in report order.
 pub const STAGES: &[u32] = &[
     FLOOR,
+    PARSE,
+    SELECT,
+    SEAL,
+    REWRITE_ENCRYPT,
+    OPEN,
+    REWRITE_DECRYPT,
     NAIVE,
     SCRUB,
     RECORD,
@@ -33,8 +46,12 @@ pub const STAGES: &[u32] = &[
     PRIM_KEY_SETUP,
 ];
 const FLOOR: u32 = 0;
-// Stages 1-6 (parse, select, seal, encrypt, open, decrypt) time
-// dpp_core's field encryption; they are wired when it is on main.
+const PARSE: u32 = 1;
+const SELECT: u32 = 2;
+const SEAL: u32 = 3;
+const REWRITE_ENCRYPT: u32 = 4;
+const OPEN: u32 = 5;
+const REWRITE_DECRYPT: u32 = 6;
 const NAIVE: u32 = 7;
 // Primitives, per call, to see what dominates the seal of one field.
 const PRIM_ENCRYPT_24B: u32 = 8;
@@ -64,12 +81,39 @@ const NAIVE_FIELDS: &[&[&str]] = &[
     &["ShippingAddress", "Phone"],
 ];
 
+const POLICY: &str = r#"{
+  "version": 1,
+  "keys": {"env": "DPP_BENCH_KEYS"},
+  "routes": [
+    {"name": "enc", "match": {"path": {"prefix": "/enc/"}},
+     "encrypt": [{"direction": "request", "preset": "sp-api-orders"}]},
+    {"name": "dec", "match": {"path": {"prefix": "/dec/"}},
+     "decrypt": [{"direction": "request", "preset": "sp-api-orders"}]}
+  ]
+}"#;
+
+/// One selected value: its canonical path and exact bytes.
+struct Field {
+    path: String,
+    raw: Vec<u8>,
+}
+
 struct Bench {
     body: Vec<u8>,
+    policy: Option<Policy>,
+    keyring: Option<Keyring>,
+    /// The values of `body` the encrypt rules select.
+    plain: Vec<Field>,
+    /// `body` after the encrypt rewrite, and the envelopes in it.
+    encrypted: Vec<u8>,
+    sealed: Vec<Field>,
 }
 
 thread_local! {
-    static BENCH: RefCell<Bench> = const { RefCell::new(Bench { body: Vec::new() }) };
+    static BENCH: RefCell<Bench> = const { RefCell::new(Bench {
+        body: Vec::new(), policy: None, keyring: None,
+        plain: Vec::new(), encrypted: Vec::new(), sealed: Vec::new(),
+    }) };
 }
 
 /// Makes room for a body of `len` bytes and returns where to write it.
@@ -96,7 +140,58 @@ pub fn set_body(body: &[u8]) {
 /// the body. 0 on success; a negative number names the step that failed.
 #[no_mangle]
 pub extern "C" fn bench_prepare() -> i32 {
-    0
+    BENCH.with(|b| {
+        let mut b = b.borrow_mut();
+        let b = &mut *b;
+        if b.policy.is_none() {
+            let Ok(policy) = Policy::from_json(POLICY.as_bytes()) else {
+                return -1;
+            };
+            let Some(Ok(keyring)) = policy
+                .keys
+                .as_ref()
+                .map(|k| k.load(|name| std::env::var(name).ok()))
+            else {
+                return -2;
+            };
+            b.policy = Some(policy);
+            b.keyring = Some(keyring);
+        }
+        let policy = b.policy.as_ref();
+        let (Some(enc), Some(_)) = (
+            rules(policy, Direction::Request, 0),
+            rules(policy, Direction::Request, 1),
+        ) else {
+            return -3;
+        };
+        b.plain = collect(&b.body, enc);
+        let Some(keyring) = b.keyring.as_ref() else {
+            return -2;
+        };
+        b.encrypted = match protect::rewrite(enc, keyring, &b.body) {
+            Ok(Some(out)) => out,
+            _ => return -4,
+        };
+        b.sealed = collect(&b.encrypted, enc);
+        0
+    })
+}
+
+fn rules(policy: Option<&Policy>, dir: Direction, route: usize) -> Option<&FieldRules> {
+    policy?.routes.get(route)?.fields(dir)
+}
+
+fn collect(body: &[u8], rules: &FieldRules) -> Vec<Field> {
+    let mut out = Vec::new();
+    let _ = json::splice(body, &rules.selectors, |sel, w| {
+        out.push(Field {
+            path: sel.path.to_string(),
+            raw: sel.raw.to_vec(),
+        });
+        w.extend_from_slice(sel.raw);
+        Ok::<(), ()>(())
+    });
+    out
 }
 
 /// Runs `stage` `iterations` times; elapsed nanoseconds, or u64::MAX when
@@ -116,20 +211,72 @@ pub extern "C" fn bench_stage(stage: u32, iterations: u32) -> u64 {
 }
 
 fn run(b: &Bench, stage: u32) -> bool {
-    match stage {
-        FLOOR => serde_json::from_slice::<serde_json::Value>(&b.body)
+    let enc = rules(b.policy.as_ref(), Direction::Request, 0);
+    let dec = rules(b.policy.as_ref(), Direction::Request, 1);
+    let keyring = b.keyring.as_ref();
+    match (stage, enc, dec, keyring) {
+        (FLOOR, ..) => serde_json::from_slice::<serde_json::Value>(&b.body)
             .and_then(|v| serde_json::to_vec(&v))
             .map(|out| !black_box(out).is_empty())
             .unwrap_or(false),
-        NAIVE => naive(&b.body, &NAIVE_KEY).is_some(),
-        SCRUB | RECORD => LOGGING.with(|l| {
+        (PARSE, ..) => json::validate(black_box(&b.body)).is_ok(),
+        // Scan + select + copy every byte to a new body, values unchanged:
+        // the rewrite without cryptography.
+        (SELECT, Some(enc), ..) => json::splice(&b.body, &enc.selectors, |sel, w| {
+            w.extend_from_slice(sel.raw);
+            Ok::<(), ()>(())
+        })
+        .map(|o| black_box(o).is_some())
+        .unwrap_or(false),
+        (SEAL, Some(enc), _, Some(keyring)) => {
+            let mut scratch = Scratch::default();
+            let mut out = Vec::with_capacity(256);
+            let key = keyring.primary();
+            b.plain.iter().all(|f| {
+                out.clear();
+                let Some(rule) = enc.rules.first() else {
+                    return false;
+                };
+                let opts = SealOptions {
+                    mode: rule.mode,
+                    context: &rule.context,
+                    blind_index: rule.blind_index,
+                };
+                envelope::seal_into(key, &f.path, &f.raw, opts, &mut scratch, &mut out).is_ok()
+            })
+        }
+        (REWRITE_ENCRYPT, Some(enc), _, Some(keyring)) => {
+            matches!(protect::rewrite(enc, keyring, &b.body), Ok(Some(o)) if !black_box(&o).is_empty())
+        }
+        (OPEN, _, Some(dec), Some(keyring)) => {
+            let mut scratch = Scratch::default();
+            let mut out = Vec::with_capacity(256);
+            let context = dec
+                .rules
+                .first()
+                .map(|r| r.context.as_slice())
+                .unwrap_or_default();
+            b.sealed.iter().all(|f| {
+                out.clear();
+                let text = match f.raw.as_slice() {
+                    [b'"', inner @ .., b'"'] => inner,
+                    _ => return false,
+                };
+                envelope::open_into(keyring, &f.path, text, context, &mut scratch, &mut out).is_ok()
+            })
+        }
+        (REWRITE_DECRYPT, _, Some(dec), Some(keyring)) => {
+            matches!(protect::rewrite(dec, keyring, &b.encrypted), Ok(Some(o)) if !black_box(&o).is_empty())
+        }
+        (NAIVE, ..) => naive(&b.body, &NAIVE_KEY).is_some(),
+        (PRIM_ENCRYPT_24B | PRIM_RANDOM_NONCE | PRIM_KEY_SETUP, ..) => primitive(stage),
+        (SCRUB | RECORD, ..) => LOGGING.with(|l| {
             let mut l = l.borrow_mut();
             match l.as_mut() {
                 Some(l) => l.run(stage),
                 None => false,
             }
         }),
-        PRIM_ENCRYPT_24B | PRIM_RANDOM_NONCE | PRIM_KEY_SETUP => primitive(stage),
         _ => false,
     }
 }

@@ -183,7 +183,9 @@ def chart(doc, path):
     ax.set_title(f"requests/s, {conns} connections (median, min–max)")
     for yi, m, r in zip(y, med, rows):
         ra = r["profiles"]["load"]["ratios"]["rps"].get("a")
-        ax.text(m, yi, f"  {m:,.0f}" + (f" ({ra:.2f}×a)" if ra else ""), va="center", fontsize=8)
+        # Right of the error bar, so the label never sits on it.
+        ax.text(max(m, r["profiles"]["load"]["rps_max"]), yi, f"  {m:,.0f}" + (f" ({ra:.2f}×a)" if ra else ""),
+                va="center", fontsize=8)
     ax.margins(x=0.35)
 
     def lat(ax, pname, title):

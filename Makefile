@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 ENVOY := $(VENV)/bin/envoy
 CARGO ?= cargo
 
-.PHONY: build cli harness scenarios toolchain venv envoy test test-unit test-e2e demo demo-encryption run fmt lint clean
+.PHONY: build cli harness test-bins scenarios toolchain venv envoy test test-unit test-e2e demo demo-encryption run fmt lint clean
 
 ## build: the filter at target/wasm32-wasip1/release/dpp_guard.wasm
 build: toolchain
@@ -51,8 +51,15 @@ test: test-unit test-e2e bench-smoke
 test-unit: build
 	$(CARGO) test --workspace --exclude dpp-guard
 
+# The end-to-end tests use the dpp-guard and dpp-guard-harness binaries.
+# `cargo test --no-run` builds them with the same features as test-unit, so
+# wasmtime is compiled once, not twice (cargo build -p alone unifies features
+# differently and rebuilds it).
+test-bins:
+	$(CARGO) test --workspace --exclude dpp-guard --no-run
+
 # tests/test_scenarios.py runs each scenario in the harness and in Envoy.
-test-e2e: build cli harness venv
+test-e2e: build test-bins venv
 	$(PY) -m pytest tests -q
 
 ## demo: start Envoy + local upstreams, send scripted requests, show each hop, stop

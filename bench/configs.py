@@ -130,6 +130,9 @@ UNPROTECTED_POLICY = {
     "version": 1,
     "routes": [{"name": "orders", "match": {"path": {"prefix": "/orders/"}}, "no_store": True}],
     "transport": {"upstream": {"clusters": LOOPBACK_EXEMPT}},
+    # (e) measures the filter on traffic it does not protect; the access
+    # record for every request is row (i).
+    "logging": {"access_records": "protected"},
 }
 
 
@@ -183,7 +186,7 @@ def _upstream_guard(ctx):
 RECORDS_POLICY = {
     **UNPROTECTED_POLICY,
     "logging": {"log_key_env": "DPP_BENCH_LOG_KEY", "require_log_key": True,
-                "request_headers": ["user-agent"]},
+                "request_headers": ["user-agent"], "access_records": "all"},
 }
 
 

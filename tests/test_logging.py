@@ -350,3 +350,21 @@ def test_lint_envoy_reads_a_live_config_dump(guard_stack, tmp_path):
     findings = json.loads(r.stdout)["findings"]
     assert r.returncode == 1 and findings and {f["code"] for f in findings} == {"access-log-pii"}
     assert all("%REQ(:PATH)%" in f["message"] and "%REQ(USER-AGENT)%" in f["message"] for f in findings)
+
+
+def test_access_records_protected_only(guard_stack, log_key):
+    """`access_records: protected` records only requests a policy route covers."""
+    policy = json.loads(json.dumps(POLICY))
+    policy.setdefault("logging", {})["access_records"] = "protected"
+    stack = guard_stack(policy=policy, env={"DPP_GUARD_LOG_KEY": log_key})
+    assert stack.request("GET", "/catalog/items/1").status == 200
+    assert stack.request("GET", "/orders/v0/orders/1").status == 200
+    assert stack.request("GET", "/catalog/items/2").status == 200
+    deadline = time.monotonic() + 15
+    while len(stack.access_log().splitlines()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    lines = stack.access_log().splitlines()
+    assert len(lines) == 3, "Envoy logs every request; the filter records only one"
+    (rec,) = records(stack.access_log())
+    assert rec["policy_route"] == "orders"
+    assert lines[0] == lines[2] == "-", "no record for the unprotected requests"

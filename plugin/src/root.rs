@@ -68,7 +68,7 @@ impl PolicyRoot {
             Err(e) if logging.require_log_key => return refuse(&e),
             Err(e) => (None, Some(e)),
         };
-        let scrubber = logging.scrubber(key.as_ref(), std::iter::empty::<&str>());
+        let scrubber = logging.scrubber(key.as_ref(), policy.selector_leaf_names());
         let chain = LogChain::new(worker_id(), key.as_ref().map(|k| k.chain_key()));
         // The key itself is dropped (and zeroized) here; only derived keys live on.
         drop(key);

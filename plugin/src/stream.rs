@@ -156,6 +156,10 @@ impl HttpContext for GuardedStream {
         if self.plaintext_watch.check(&self.policy, "log") {
             self.actions.raised(EventKind::PlaintextUpstreamObserved);
         }
+        let protected = self.log_facts.policy_route.is_some();
+        if !self.policy.logging.access_records.covers(protected) {
+            return;
+        }
         self.complete_log_facts();
         self.sink.access(&self.log_facts, &self.actions);
     }

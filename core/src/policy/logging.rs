@@ -25,6 +25,34 @@ pub struct LoggingDoc {
     #[serde(default)]
     pub request_headers: Vec<String>,
     pub principal_header: Option<String>,
+    #[serde(default)]
+    pub access_records: AccessRecords,
+}
+
+/// Which requests get an access record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessRecords {
+    /// Every request the filter sees (the default: an investigation needs
+    /// the unprotected traffic around a protected request too).
+    #[default]
+    All,
+    /// Only requests a policy route covers; unprotected requests cost the
+    /// filter almost nothing (no record is built or sealed).
+    Protected,
+    /// None; security events are still logged and counted.
+    Off,
+}
+
+impl AccessRecords {
+    /// Whether a request (covered by a policy route or not) gets a record.
+    pub fn covers(self, protected: bool) -> bool {
+        match self {
+            AccessRecords::All => true,
+            AccessRecords::Protected => protected,
+            AccessRecords::Off => false,
+        }
+    }
 }
 
 /// The compiled `logging` section.
@@ -46,6 +74,7 @@ pub struct LoggingPolicy {
     pub request_headers: Vec<String>,
     /// Request header naming the authenticated principal, lower-case.
     pub principal_header: Option<String>,
+    pub access_records: AccessRecords,
 }
 
 impl Default for LoggingPolicy {
@@ -58,6 +87,7 @@ impl Default for LoggingPolicy {
             pii_keys: Vec::new(),
             request_headers: Vec::new(),
             principal_header: None,
+            access_records: AccessRecords::All,
         }
     }
 }
@@ -123,6 +153,7 @@ impl LoggingPolicy {
             pii_keys: doc.pii_keys,
             request_headers,
             principal_header: doc.principal_header.map(|h| h.to_ascii_lowercase()),
+            access_records: doc.access_records,
         })
     }
 
@@ -158,6 +189,21 @@ mod tests {
 
     fn err(doc: &str) -> crate::PolicyError {
         Policy::from_json(doc.as_bytes()).expect_err("refused")
+    }
+
+    #[test]
+    fn access_records_choose_which_requests_are_recorded() {
+        use super::AccessRecords;
+        let p = |v: &str| {
+            Policy::from_json(format!(r#"{{"version":1,"logging":{{"access_records":"{v}"}}}}"#).as_bytes())
+                .map(|p| p.logging.access_records)
+        };
+        assert_eq!(p("all").unwrap(), AccessRecords::All);
+        assert_eq!(p("protected").unwrap(), AccessRecords::Protected);
+        assert_eq!(p("off").unwrap(), AccessRecords::Off);
+        assert_eq!(err(r#"{"version":1,"logging":{"access_records":"some"}}"#).field, "logging.access_records");
+        assert!(AccessRecords::Protected.covers(true) && !AccessRecords::Protected.covers(false));
+        assert!(AccessRecords::All.covers(false) && !AccessRecords::Off.covers(true));
     }
 
     #[test]

@@ -122,6 +122,19 @@ impl Policy {
         })
     }
 
+    /// Names of the fields the encrypt and decrypt rules select. Their
+    /// values are PII wherever they show up (a query parameter, a header),
+    /// so the log scrubber treats them as PII keys too.
+    pub fn selector_leaf_names(&self) -> std::collections::BTreeSet<&str> {
+        use fields::Direction;
+        self.routes
+            .iter()
+            .flat_map(|r| [r.fields(Direction::Request), r.fields(Direction::Response)])
+            .flatten()
+            .flat_map(|rules| rules.selectors.leaf_names())
+            .collect()
+    }
+
     /// The first route whose match accepts the request, in policy order.
     pub fn match_route(&self, facts: &crate::RequestFacts<'_>) -> Option<&Route> {
         self.routes.iter().find(|r| r.matcher.matches(facts))

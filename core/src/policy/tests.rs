@@ -278,3 +278,20 @@ mod fields {
         assert!(!format!("{inline:?}").contains("AAEC"));
     }
 }
+
+#[test]
+fn fields_the_policy_encrypts_are_pii_keys_in_logs() {
+    // `keys.env` only names the variable; the keyring is read at plugin start.
+    let p = Policy::from_json(
+        br#"{"version":1,"keys":{"env":"DPP_GUARD_KEYS"},
+            "routes":[{"name":"r","encrypt":[{"direction":"request","selectors":["$.payload.LoyaltyToken","$..*"]}],
+                       "decrypt":[{"direction":"response","selectors":["$..MemberRef"]}]}]}"#,
+    )
+    .unwrap();
+    let leaves: Vec<&str> = p.selector_leaf_names().into_iter().collect();
+    assert_eq!(leaves, vec!["LoyaltyToken", "MemberRef"], "wildcard endings have no name");
+    let scrubber = p.logging.scrubber(None, p.selector_leaf_names());
+    let url = scrubber.url("/orders?LoyaltyToken=LT-88213&MemberRef=M-1&page=2");
+    assert!(!url.contains("LT-88213") && !url.contains("M-1"), "{url}");
+    assert!(url.contains("page=2"), "{url}");
+}

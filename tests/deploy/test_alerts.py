@@ -1,0 +1,74 @@
+"""The PrometheusRule's alerts parse, fire on the events they are about and
+name only event kinds dpp-guard really emits (judged by promtool)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from conftest import ROOT, by_kind, ensure_commands
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def rule() -> dict:
+    ((_, doc),) = by_kind()["PrometheusRule"]
+    return doc
+
+
+def write_rules(tmp_path: Path, groups: list) -> Path:
+    shutil.copy(DATA / "alerts_test.yaml", tmp_path / "alerts_test.yaml")
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
+    return tmp_path
+
+
+def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    ensure_commands("promtool")
+    return subprocess.run(["promtool", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def test_rules_pass_promtool_check(tmp_path):
+    d = write_rules(tmp_path, rule()["spec"]["groups"])
+    res = promtool("check", "rules", "rules.yaml", cwd=d)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_alerts_fire_as_specified(tmp_path):
+    d = write_rules(tmp_path, rule()["spec"]["groups"])
+    res = promtool("test", "rules", "alerts_test.yaml", cwd=d)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_promtool_refuses_a_broken_expression(tmp_path):
+    groups = rule()["spec"]["groups"]
+    groups[0]["rules"][0]["expr"] = "sum by (pod (increase(dpp_guard_events_total[5m]))"
+    res = promtool("check", "rules", "rules.yaml", cwd=write_rules(tmp_path, groups))
+    assert res.returncode != 0
+
+
+def test_alert_unit_tests_catch_a_wrong_event_name(tmp_path):
+    groups = rule()["spec"]["groups"]
+    groups[0]["rules"][0]["expr"] = groups[0]["rules"][0]["expr"].replace("policy_rejected", "policy_refused")
+    res = promtool("test", "rules", "alerts_test.yaml", cwd=write_rules(tmp_path, groups))
+    assert res.returncode != 0
+
+
+def emitted_event_kinds() -> set[str]:
+    src = (ROOT / "core" / "src" / "events.rs").read_text()
+    body = src[src.index("pub fn name(self)") :]
+    return set(re.findall(r'=>\s*"([a-z_]+)"', body))
+
+
+def test_alerts_name_only_event_kinds_dpp_guard_emits():
+    kinds = emitted_event_kinds()
+    assert {"policy_rejected", "kill_switch_refusal"} <= kinds
+    used = set()
+    for group in rule()["spec"]["groups"]:
+        for r in group["rules"]:
+            used |= set(re.findall(r'\bevent="([^"]+)"', r["expr"]))
+    assert used, "no alert selects an event kind"
+    assert used <= kinds, f"alerts on unknown event kinds: {used - kinds}"

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 import k8s_cel
-from conftest import DEPLOY, ROOT, by_kind, load_one, manifest_paths
+from deploy_support import DEPLOY, ROOT, by_kind, load_one, manifest_paths
 
 CHECK_JSONSCHEMA = ROOT / ".venv" / "bin" / "check-jsonschema"
 SCHEMA_FILES = {
@@ -352,7 +352,7 @@ def _envoy_validate(envoy_bin: Path, tmp_path: Path, bootstrap: dict) -> subproc
 
 @pytest.mark.parametrize("delivery", ["ecds", "inline"])
 def test_envoy_accepts_the_patched_router(envoy_bin, tmp_path, wasm_bytes, delivery):
-    from conftest import WASM
+    from deploy_support import WASM
 
     ext, router = _guard_patches(only("EnvoyFilter"))
     router_cfg = copy.deepcopy(router["patch"]["value"]["typed_config"])

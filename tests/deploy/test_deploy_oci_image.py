@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import oci_image
-from conftest import DEPLOY, ROOT, ensure_commands, load_one, manifest_paths
+from deploy_support import DEPLOY, ROOT, ensure_commands, load_one, manifest_paths
 
 TAG = re.search(r'^version = "(.+)"', (ROOT / "Cargo.toml").read_text(), re.M).group(1)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from conftest import ROOT, by_kind, ensure_commands
+from deploy_support import ROOT, by_kind, ensure_commands
 
 DATA = Path(__file__).resolve().parent / "data"
 

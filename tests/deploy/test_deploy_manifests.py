@@ -290,6 +290,14 @@ def test_shipped_policy_is_accepted_by_dpp_guard(dpp_guard_cli, tmp_path):
         assert res.returncode == 0, f"{where}: {res.stdout}{res.stderr}"
 
 
+def test_shipped_policy_matches_the_policy_json_schema(tmp_path):
+    for where, policy in _policies().items():
+        f = tmp_path / "policy.json"
+        f.write_text(json.dumps(policy))
+        res = check_jsonschema(ROOT / "schema" / "policy.schema.json", f)
+        assert res.returncode == 0, f"{where}: {res.stdout}{res.stderr}"
+
+
 def test_dpp_guard_refuses_a_policy_with_an_unknown_field(dpp_guard_cli, tmp_path):
     policy = copy.deepcopy(_policies()["WasmPlugin.pluginConfig"])
     policy["routes"][0]["kill_swtich"] = True

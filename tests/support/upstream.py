@@ -1,0 +1,173 @@
+"""Local upstreams that record exactly what reached them.
+
+`RecordingHttpServer` is an HTTP/1.1 server (optionally TLS) that stores every
+request it receives and answers with a scripted response. `RawTcpRecorder`
+accepts TCP connections and stores every byte, answering nothing: it proves
+that no request byte reached a server.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, Optional
+
+from .pki import Leaf
+
+
+@dataclass
+class ReceivedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body)
+
+
+@dataclass
+class ScriptedResponse:
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=lambda: {"content-type": "application/json"})
+    body: bytes = b'{"ok":true}'
+
+
+Responder = Callable[[ReceivedRequest], ScriptedResponse]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: "RecordingHttpServer._Server"
+
+    def _handle(self):
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length) if length else b""
+        if self.headers.get("transfer-encoding", "").lower() == "chunked":
+            body = self._read_chunked()
+        req = ReceivedRequest(self.command, self.path,
+                              {k.lower(): v for k, v in self.headers.items()}, body)
+        owner = self.server.owner
+        with owner.lock:
+            owner.requests.append(req)
+        resp = owner.responder(req)
+        self.send_response(resp.status)
+        for k, v in resp.headers.items():
+            self.send_header(k, v)
+        self.send_header("content-length", str(len(resp.body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(resp.body)
+
+    def _read_chunked(self) -> bytes:
+        out = b""
+        while True:
+            size = int(self.rfile.readline().split(b";")[0], 16)
+            if size == 0:
+                self.rfile.readline()
+                return out
+            out += self.rfile.read(size)
+            self.rfile.readline()
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
+
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+
+class RecordingHttpServer:
+    """An HTTP(S) upstream on 127.0.0.1 that records every request."""
+
+    class _Server(ThreadingHTTPServer):
+        daemon_threads = True
+        owner: "RecordingHttpServer"
+
+    def __init__(self, tls: Optional[Leaf] = None, responder: Optional[Responder] = None,
+                 tls_max_version: Optional[ssl.TLSVersion] = None):
+        self.requests: list[ReceivedRequest] = []
+        self.lock = threading.Lock()
+        self.responder: Responder = responder or (lambda req: ScriptedResponse())
+        self._server = self._Server(("127.0.0.1", 0), _Handler)
+        self._server.owner = self
+        self.tls = tls is not None
+        if tls is not None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(tls.cert, tls.key)
+            if tls_max_version is not None:
+                ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+                ctx.maximum_version = tls_max_version
+            self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def start(self) -> "RecordingHttpServer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def respond_with(self, response: ScriptedResponse) -> None:
+        self.responder = lambda req: response
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class RawTcpRecorder:
+    """Accepts TCP connections on 127.0.0.1 and records every byte; never answers."""
+
+    def __init__(self):
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(64)
+        self.port = self._sock.getsockname()[1]
+        self.connections = 0
+        self.data = bytearray()
+        self.lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    def _accept(self):
+        while not self._stopping.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.connections += 1
+            threading.Thread(target=self._drain, args=(conn,), daemon=True).start()
+
+    def _drain(self, conn: socket.socket):
+        with conn:
+            while True:
+                try:
+                    chunk = conn.recv(65536)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                with self.lock:
+                    self.data += chunk
+
+    def start(self) -> "RawTcpRecorder":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._sock.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()

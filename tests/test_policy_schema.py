@@ -1,0 +1,70 @@
+"""The policy JSON Schema and the plugin's own parser agree on every shipped
+example and on known-bad documents."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import jsonschema
+import pytest
+import yaml
+
+from support.paths import ENVOY_DIR, ROOT
+
+SCHEMA = json.loads((ROOT / "schema" / "policy.schema.json").read_text())
+VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+CLI = ROOT / "target" / "debug" / "dpp-guard"
+
+
+def shipped_policies():
+    """Every policy a user can copy: envoy/policies/*.json, the policies inside
+    envoy/*.ecds.yaml, and docs/examples/*.json."""
+    out = []
+    for p in sorted((ENVOY_DIR / "policies").glob("*.json")) + sorted((ROOT / "docs" / "examples").glob("*.json")):
+        out.append(pytest.param(p.read_text(), id=str(p.relative_to(ROOT))))
+    for ecds in sorted(ENVOY_DIR.glob("*.ecds.yaml")):
+        doc = yaml.safe_load(ecds.read_text())
+        for r in doc["resources"]:
+            cfg = r["typed_config"]["config"]
+            if cfg.get("root_id") == "dpp_guard":
+                out.append(pytest.param(cfg["configuration"]["value"], id=f"{ecds.name}:{r['name']}"))
+    return out
+
+
+INVALID = [
+    ('{"version":1,"routes":[{"name":"a","kill_swich":true}]}', "routes[0].kill_swich"),
+    ('{"version":2}', "version"),
+    ('{"routes":[]}', "."),
+    ('{"version":1,"routes":[{"name":"a","match":{"path":{"prefix":"x"}}}]}', "routes[0].match.path"),
+    ('{"version":1,"routes":[{"name":"a","match":{"path":{"prefix":"/a","exact":"/b"}}}]}', "routes[0].match.path"),
+    ('{"version":1,"routes":[{"name":"a","match":{"methods":[]}}]}', "routes[0].match.methods"),
+    ('{"version":1,"routes":[{"name":""}]}', "routes[0].name"),
+    ('{"version":1,"routes":[{"name":"a","no_store":"yes"}]}', "routes[0].no_store"),
+]
+
+
+def cli_validate(text: str, tmp_path) -> subprocess.CompletedProcess:
+    f = tmp_path / "policy.json"
+    f.write_text(text)
+    return subprocess.run([str(CLI), "validate-policy", str(f)], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("text", shipped_policies())
+def test_shipped_policy_is_valid_for_schema_and_plugin(text, tmp_path):
+    VALIDATOR.validate(json.loads(text))
+    r = cli_validate(text, tmp_path)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("text, field", INVALID, ids=[f for _, f in INVALID])
+def test_invalid_policy_is_refused_by_schema_and_plugin(text, field, tmp_path):
+    assert list(VALIDATOR.iter_errors(json.loads(text))), "schema accepted a bad policy"
+    r = cli_validate(text, tmp_path)
+    assert r.returncode == 1
+    assert f"field `{field}`" in r.stderr, r.stderr
+
+
+def test_the_ecds_policy_is_the_example_file():
+    doc = yaml.safe_load((ENVOY_DIR / "dpp-guard.ecds.yaml").read_text())
+    inline = doc["resources"][0]["typed_config"]["config"]["configuration"]["value"]
+    assert json.loads(inline) == json.loads((ENVOY_DIR / "policies" / "orders.json").read_text())

@@ -17,6 +17,10 @@ import k8s_cel
 from deploy_support import DEPLOY, ROOT, by_kind, load_one, manifest_paths
 
 CHECK_JSONSCHEMA = ROOT / ".venv" / "bin" / "check-jsonschema"
+KUBERNETES_VALIDATE = ROOT / ".venv" / "bin" / "kubernetes-validate"
+# Built-in kinds: validated strictly against the Kubernetes OpenAPI schema
+# that kubernetes-validate ships (offline).
+BUILTIN_KINDS = {"Deployment", "Secret"}
 SCHEMA_FILES = {
     "WasmPlugin": "istio-wasmplugin-v1alpha1.json",
     "EnvoyExtensionPolicy": "envoyextensionpolicy_v1alpha1.json",
@@ -94,6 +98,31 @@ def test_pinned_copies_from_make_oci_pass_schema_and_cel(schemas, make_oci):
             assert cel_violations(schemas, doc) == []
             checked += 1
     assert checked == len(crd_manifests())
+
+
+def kubernetes_validate(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(KUBERNETES_VALIDATE), "--strict", str(path)], capture_output=True, text=True)
+
+
+def builtin_manifests() -> list[Path]:
+    return [p for p in manifest_paths() if load_one(p)["kind"] in BUILTIN_KINDS]
+
+
+@pytest.mark.parametrize("path", builtin_manifests(), ids=lambda p: p.relative_to(DEPLOY).as_posix())
+def test_builtin_manifest_passes_kubernetes_validate(path):
+    res = kubernetes_validate(path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "passed" in res.stdout + res.stderr
+
+
+def test_kubernetes_validate_refuses_a_misspelt_secret_ref(tmp_path):
+    def mutate(d):
+        proxy = [c for c in d["spec"]["template"]["spec"]["containers"] if c["name"] == "istio-proxy"][0]
+        ref = proxy["env"][0]["valueFrom"].pop("secretKeyRef")
+        proxy["env"][0]["valueFrom"]["secretRef"] = ref
+
+    res = kubernetes_validate(write(tmp_path, "workload.yaml", broken("Deployment", mutate)))
+    assert res.returncode != 0, res.stdout + res.stderr
 
 
 # Negative cases: each broken manifest must be refused by the check that

@@ -50,25 +50,45 @@ def test_promtool_refuses_a_broken_expression(tmp_path):
     assert res.returncode != 0
 
 
-def test_alert_unit_tests_catch_a_wrong_event_name(tmp_path):
+def test_alert_unit_tests_catch_a_wrong_metric_name(tmp_path):
     groups = rule()["spec"]["groups"]
     groups[0]["rules"][0]["expr"] = groups[0]["rules"][0]["expr"].replace("policy_rejected", "policy_refused")
     res = promtool("test", "rules", "alerts_test.yaml", cwd=write_rules(tmp_path, groups))
     assert res.returncode != 0
 
 
+def events_rs() -> str:
+    return (ROOT / "core" / "src" / "events.rs").read_text()
+
+
 def emitted_event_kinds() -> set[str]:
-    src = (ROOT / "core" / "src" / "events.rs").read_text()
-    body = src[src.index("pub fn name(self)") :]
-    return set(re.findall(r'=>\s*"([a-z_]+)"', body))
+    """Kind names as core/src/events.rs spells them (a `match` returning the
+    name, or a table of `Variant = "name", Severity, Category;` rows)."""
+    src = events_rs()
+    return set(re.findall(r'=>\s*"([a-z_]+)"', src[src.index("enum EventKind") :])) | set(
+        re.findall(r'^\s*[A-Z][A-Za-z]+\s*=\s*"([a-z_]+)"\s*,', src, re.M)
+    )
 
 
-def test_alerts_name_only_event_kinds_dpp_guard_emits():
-    kinds = emitted_event_kinds()
-    assert {"policy_rejected", "kill_switch_refusal"} <= kinds
-    used = set()
+def severities() -> set[str]:
+    src = events_rs()
+    body = src[src.index("pub enum Severity") :]
+    body = body[body.index("{") + 1 : body.index("}")]
+    return {v.lower() for v in re.findall(r"^\s*([A-Z][A-Za-z]+),", body, re.M)}
+
+
+def test_alerts_name_only_event_kinds_and_severities_dpp_guard_has():
+    kinds, sevs = emitted_event_kinds(), severities()
+    assert {"policy_loaded", "policy_rejected", "kill_switch_refusal"} <= kinds
+    assert sevs == {"info", "warning", "high", "critical"}
+    used_kinds, used_sevs = set(), set()
     for group in rule()["spec"]["groups"]:
         for r in group["rules"]:
-            used |= set(re.findall(r'\bevent="([^"]+)"', r["expr"]))
-    assert used, "no alert selects an event kind"
-    assert used <= kinds, f"alerts on unknown event kinds: {used - kinds}"
+            for m in re.findall(r"\bdpp_guard_events_([a-z_]+)", r["expr"]):
+                if m.startswith("by_severity_"):
+                    used_sevs.add(m.removeprefix("by_severity_"))
+                else:
+                    used_kinds.add(m)
+    assert used_kinds and used_sevs, "alerts select no dpp-guard event metric"
+    assert used_kinds <= kinds, f"alerts on unknown event kinds: {used_kinds - kinds}"
+    assert used_sevs <= sevs, f"alerts on unknown severities: {used_sevs - sevs}"

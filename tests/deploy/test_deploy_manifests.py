@@ -283,7 +283,8 @@ def test_envoyfilter_places_the_guard_last_before_upstream_codec_on_outbound_rou
     assert ups[0]["config_discovery"]["type_urls"] == [ext["patch"]["value"]["typed_config"]["@type"]]
     cfg = ext["patch"]["value"]["typed_config"]["config"]
     assert cfg["root_id"] == "dpp_upstream_guard"
-    assert cfg["fail_open"] is False
+    assert cfg["failure_policy"] == "FAIL_CLOSED"
+    assert "fail_open" not in cfg
     assert cfg["vm_config"]["environment_variables"]["host_env_keys"] == KEY_VARS
     remote = cfg["vm_config"]["code"]["remote"]
     assert remote["http_uri"]["uri"] == only("WasmPlugin")["spec"]["url"]

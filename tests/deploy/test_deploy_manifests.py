@@ -320,6 +320,26 @@ def test_shipped_policy_is_accepted_by_dpp_guard(dpp_guard_cli, tmp_path):
         assert res.returncode == 0, f"{where}: {res.stdout}{res.stderr}"
 
 
+def env_names_the_policy_reads(policy: dict) -> set[str]:
+    """Environment variables a policy names for its keys (`keys.env`, the
+    keyring; `logging.log_key_env`, the log key), where it names them."""
+    names = set()
+    if isinstance(policy.get("keys"), dict) and "env" in policy["keys"]:
+        names.add(policy["keys"]["env"])
+    if isinstance(policy.get("logging"), dict) and "log_key_env" in policy["logging"]:
+        names.add(policy["logging"]["log_key_env"])
+    return names
+
+
+def test_every_key_variable_the_policy_names_reaches_the_vm():
+    wp = only("WasmPlugin")["spec"]
+    host = {e["name"] for e in wp["vmConfig"]["env"] if e.get("valueFrom") == "HOST"}
+    eg = set(only("EnvoyExtensionPolicy")["spec"]["wasm"][0]["env"]["hostKeys"])
+    for where, policy in _policies().items():
+        missing = env_names_the_policy_reads(policy) - (host & eg)
+        assert not missing, f"{where} reads {missing} but the manifests do not pass it to the VM"
+
+
 def test_shipped_policy_matches_the_policy_json_schema(tmp_path):
     for where, policy in _policies().items():
         f = tmp_path / "policy.json"

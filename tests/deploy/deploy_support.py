@@ -29,6 +29,50 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # Debian package for each command the checks need.
 APT_PACKAGES = {"skopeo": "skopeo", "docker-registry": "docker-registry", "promtool": "prometheus"}
+# Commands taken out of their .deb instead of installing the package:
+# installing `prometheus` would also start a Prometheus server where systemd
+# runs; promtool alone is a self-contained binary (needs only libc).
+EXTRACT_ONLY = {"promtool": "usr/bin/promtool"}
+TOOLS = ROOT / "target" / "deploy-tools"
+
+
+def _apt(*args: str, cwd: Path | None = None) -> None:
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", *args], check=True, env=env, cwd=cwd, stdout=subprocess.DEVNULL)
+
+
+def tool(command: str) -> str:
+    """Path of `command`, installing it from Debian's packages when missing.
+    Fails (never skips) when that is impossible."""
+    found = shutil.which(command)
+    if found:
+        return found
+    if command in EXTRACT_ONLY:
+        extracted = TOOLS / "root" / EXTRACT_ONLY[command]
+        if extracted.exists():
+            return str(extracted)
+    if os.geteuid() != 0:
+        pytest.fail(f"{command} missing; install the Debian package {APT_PACKAGES[command]}")
+    _apt("update", "-q")
+    if command in EXTRACT_ONLY:
+        debs = TOOLS / "debs"
+        debs.mkdir(parents=True, exist_ok=True)
+        _apt("download", "-q", APT_PACKAGES[command], cwd=debs)
+        for deb in sorted(debs.glob(f"{APT_PACKAGES[command]}_*.deb")):
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(TOOLS / "root")], check=True)
+        extracted = TOOLS / "root" / EXTRACT_ONLY[command]
+        if not extracted.exists():
+            pytest.fail(f"{command} not found in the {APT_PACKAGES[command]} package")
+        return str(extracted)
+    _apt("install", "-y", "-q", "--no-install-recommends", APT_PACKAGES[command])
+    found = shutil.which(command)
+    if not found:
+        pytest.fail(f"could not install {command}")
+    return found
+
+
+def ensure_commands(*commands: str) -> list[str]:
+    return [tool(c) for c in commands]
 
 
 def find_schemas() -> Path:
@@ -42,25 +86,6 @@ def find_schemas() -> Path:
         if (cand / "istio-wasmplugin-v1alpha1.json").is_file():
             return cand
     pytest.fail("CRD schemas not found: expected shared/schemas beside the checkout or DPP_CRD_SCHEMAS")
-
-
-def ensure_commands(*commands: str) -> None:
-    missing = [c for c in commands if shutil.which(c) is None]
-    if not missing:
-        return
-    if os.geteuid() != 0:
-        pytest.fail(f"missing {missing}; install Debian packages {[APT_PACKAGES[c] for c in missing]}")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(["apt-get", "update", "-q"], check=True, env=env, stdout=subprocess.DEVNULL)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *sorted({APT_PACKAGES[c] for c in missing})],
-        check=True,
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
-    still = [c for c in missing if shutil.which(c) is None]
-    if still:
-        pytest.fail(f"could not install {still}")
 
 
 def load_one(path: Path) -> dict:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from deploy_support import ROOT, by_kind, ensure_commands
+from deploy_support import ROOT, by_kind, tool
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -27,8 +27,7 @@ def write_rules(tmp_path: Path, groups: list) -> Path:
 
 
 def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    ensure_commands("promtool")
-    return subprocess.run(["promtool", *args], cwd=cwd, capture_output=True, text=True)
+    return subprocess.run([tool("promtool"), *args], cwd=cwd, capture_output=True, text=True)
 
 
 def test_rules_pass_promtool_check(tmp_path):

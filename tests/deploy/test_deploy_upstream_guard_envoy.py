@@ -15,20 +15,12 @@ upstream (fail closed).
 from __future__ import annotations
 
 import copy
-import http.server
-import os
-import subprocess
-import threading
-import time
-import urllib.error
-import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 import yaml
 
 from deploy_support import WASM, by_kind
+from envoy_run import envoy, get, poll, stats
 
 ECDS_TYPE = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig"
 
@@ -37,41 +29,6 @@ def guard_patches() -> tuple[dict, dict]:
     ((_, ef),) = by_kind()["EnvoyFilter"]
     patches = {p["applyTo"]: p for p in ef["spec"]["configPatches"]}
     return patches["EXTENSION_CONFIG"]["patch"]["value"], patches["HTTP_FILTER"]["patch"]["value"]
-
-
-class Recorder(http.server.ThreadingHTTPServer):
-    """A plain upstream that counts the requests reaching it."""
-
-    def __init__(self):
-        self.hits = 0
-
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
-                outer.hits += 1
-                self.send_response(200)
-                self.send_header("content-length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args):
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-
-
-@pytest.fixture
-def upstream():
-    srv = Recorder()
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        t.join()
 
 
 def bootstrap(router_value: dict, ecds_file: Path, upstream_port: int) -> dict:
@@ -121,76 +78,14 @@ def ecds(ext_value: dict | None) -> dict:
     return {"resources": [{"@type": ECDS_TYPE, "name": ext_value["name"], "typed_config": typed}]}
 
 
-def _poll(fn, what: str, tries: int = 200):
-    # Readiness polling with a bounded number of tries, not a timing assertion.
-    for _ in range(tries):
-        got = fn()
-        if got:
-            return got
-        time.sleep(0.05)
-    pytest.fail(f"envoy: {what} not ready")
-
-
-@contextmanager
-def envoy(envoy_bin: Path, tmp: Path, boot: dict):
-    cfg = tmp / "envoy.yaml"
-    cfg.write_text(yaml.safe_dump(boot))
-    admin_file = tmp / "admin.txt"
-    log = open(tmp / "envoy.log", "wb")
-    env = dict(os.environ, DPP_KEYS="PLACEHOLDER", DPP_LOG_KEY="PLACEHOLDER")
-    proc = subprocess.Popen(
-        [str(envoy_bin), "-c", str(cfg), "--admin-address-path", str(admin_file), "--use-dynamic-base-id", "-l", "info"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    try:
-        def admin():
-            if proc.poll() is not None:
-                pytest.fail("envoy exited:\n" + (tmp / "envoy.log").read_text()[-3000:])
-            return admin_file.exists() and admin_file.read_text().strip()
-
-        addr = _poll(admin, "admin address")
-
-        def listener():
-            admin()
-            try:
-                body = urllib.request.urlopen(f"http://{addr}/listeners", timeout=2).read().decode()
-            except OSError:
-                return None
-            return body.split("::", 1)[1].strip() if "::" in body else None
-
-        yield addr, _poll(listener, "listener")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
-def stats(admin: str) -> dict[str, str]:
-    body = urllib.request.urlopen(f"http://{admin}/stats?filter=extension_config_discovery", timeout=2).read().decode()
-    return dict(line.split(": ", 1) for line in body.splitlines() if ": " in line)
-
-
-def get(listener: str) -> int:
-    try:
-        return urllib.request.urlopen(f"http://{listener}/orders/1", timeout=5).status
-    except urllib.error.HTTPError as e:
-        return e.code
-
-
 def run_case(envoy_bin, tmp_path, upstream, ext_value):
     ext, router = guard_patches()
     ecds_file = tmp_path / "ecds.yaml"
     ecds_file.write_text(yaml.safe_dump(ecds(ext_value)))
     with envoy(envoy_bin, tmp_path, bootstrap(router, ecds_file, upstream.server_address[1])) as (admin, listener):
         prefix = f"extension_config_discovery.upstream_http_filter.{ext['name']}."
-        _poll(lambda: stats(admin).get(prefix + "update_attempt", "0") != "0", "ECDS update")
-        return stats(admin), prefix, get(listener), (tmp_path / "envoy.log")
+        poll(lambda: stats(admin).get(prefix + "update_attempt", "0") != "0", "ECDS update")
+        return stats(admin), prefix, get(listener)[0], (tmp_path / "envoy.log")
 
 
 def test_shipped_guard_config_loads_as_an_upstream_filter(envoy_bin, tmp_path, upstream):

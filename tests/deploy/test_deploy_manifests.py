@@ -216,6 +216,8 @@ def test_eep_is_pinned_fail_closed_and_takes_keys_from_host():
     assert wasm["failOpen"] is False
     assert wasm["code"]["type"] == "Image"
     assert not wasm["code"]["image"]["url"].startswith("oci://"), "Envoy Gateway takes registry/repo:tag"
+    # The same image as the WasmPlugin's.
+    assert "oci://" + wasm["code"]["image"]["url"] == only("WasmPlugin")["spec"]["url"]
     assert HEX64.match(wasm["code"]["image"]["sha256"])
     assert wasm["env"]["hostKeys"] == KEY_VARS
 

@@ -98,15 +98,17 @@ def test_invalid_policy_fails_closed_and_names_the_field(guard_stack, policy, fi
 
 
 def replace_policy(stack, policy, staging_dir):
-    """What an operator does: write the new ECDS file beside the old one, mv it over."""
+    """What an operator does: write the new ECDS file beside the old one, mv it over
+    (for both filters: dpp_guard and the upstream guard read the same policy)."""
     import yaml
 
-    ecds = stack.values()["DPP_GUARD_ECDS"]
-    doc = yaml.safe_load(ecds.read_text())
-    doc["resources"][0]["typed_config"]["config"]["configuration"]["value"] = policy_text(policy)
-    staged = staging_dir / "staged.ecds.yaml"
-    staged.write_text(yaml.safe_dump(doc))
-    staged.rename(ecds)
+    for key in ("DPP_GUARD_ECDS", "DPP_UPSTREAM_GUARD_ECDS"):
+        ecds = stack.values()[key]
+        doc = yaml.safe_load(ecds.read_text())
+        doc["resources"][0]["typed_config"]["config"]["configuration"]["value"] = policy_text(policy)
+        staged = staging_dir / "staged.ecds.yaml"
+        staged.write_text(yaml.safe_dump(doc))
+        staged.rename(ecds)
 
 
 def wait_for(predicate, seconds=10.0):

@@ -26,7 +26,7 @@ def shipped_policies():
         doc = yaml.safe_load(ecds.read_text())
         for r in doc["resources"]:
             cfg = r["typed_config"]["config"]
-            if cfg.get("root_id") == "dpp_guard":
+            if cfg.get("root_id") in ("dpp_guard", "dpp_upstream_guard"):
                 out.append(pytest.param(cfg["configuration"]["value"], id=f"{ecds.name}:{r['name']}"))
     return out
 
@@ -40,6 +40,14 @@ INVALID = [
     ('{"version":1,"routes":[{"name":"a","match":{"methods":[]}}]}', "routes[0].match.methods"),
     ('{"version":1,"routes":[{"name":""}]}', "routes[0].name"),
     ('{"version":1,"routes":[{"name":"a","no_store":"yes"}]}', "routes[0].no_store"),
+    ('{"version":1,"transport":{"upstream":{"min_tls_version":"TLSv1.1"}}}', "transport.upstream.min_tls_version"),
+    ('{"version":1,"transport":{"upstream":{"connect_wait_ms":0}}}', "transport.upstream.connect_wait_ms"),
+    ('{"version":1,"transport":{"upstream":{"clusters":{"a":{}}}}}', "transport.upstream.clusters.a"),
+    ('{"version":1,"transport":{"upstream":{"clusters":{"a":{"exempt":{"reason":""}}}}}}',
+     "transport.upstream.clusters.a.exempt.reason"),
+    ('{"version":1,"transport":{"upstream":{"clusters":{"a":{"pin":{"sha256":"00"}}}}}}',
+     "transport.upstream.clusters.a.pin.sha256"),
+    ('{"version":1,"transport":{"downstream":{"trusted":true}}}', "transport.downstream.trusted"),
 ]
 
 

@@ -23,6 +23,25 @@ pub enum EventKind {
     PolicyRejected,
     /// A request was refused by a route's kill switch.
     KillSwitchRefusal,
+    /// Upstream guard: the upstream connection had no TLS; request not sent.
+    UpstreamPlaintextRefused,
+    /// Upstream guard: TLS below the policy minimum; request not sent.
+    UpstreamTlsVersionRefused,
+    /// Upstream guard: peer certificate does not match the cluster pin.
+    UpstreamIdentityRefused,
+    /// Upstream guard: no connection within the wait bound; request not sent.
+    UpstreamWaitExpired,
+    /// Upstream guard: the stream ended while waiting (connect failed).
+    UpstreamConnectionGone,
+    /// At start: a cluster is exempt from the TLS requirement.
+    UpstreamTlsExemption,
+    /// At start: downstream plaintext accepted (trusted TLS terminator).
+    TrustedTlsTerminator,
+    /// A protected route was called without TLS.
+    DownstreamPlaintextRefused,
+    /// Defence in depth: a plaintext upstream answered; the guard was
+    /// missing or bypassed.
+    PlaintextUpstreamObserved,
 }
 
 impl EventKind {
@@ -31,6 +50,15 @@ impl EventKind {
             EventKind::PolicyLoaded => Severity::Info,
             EventKind::PolicyRejected => Severity::Critical,
             EventKind::KillSwitchRefusal => Severity::Warning,
+            EventKind::UpstreamPlaintextRefused => Severity::High,
+            EventKind::UpstreamTlsVersionRefused => Severity::High,
+            EventKind::UpstreamIdentityRefused => Severity::High,
+            EventKind::UpstreamWaitExpired => Severity::Warning,
+            EventKind::UpstreamConnectionGone => Severity::Info,
+            EventKind::UpstreamTlsExemption => Severity::Warning,
+            EventKind::TrustedTlsTerminator => Severity::Warning,
+            EventKind::DownstreamPlaintextRefused => Severity::High,
+            EventKind::PlaintextUpstreamObserved => Severity::Critical,
         }
     }
 
@@ -39,6 +67,15 @@ impl EventKind {
             EventKind::PolicyLoaded => "policy_loaded",
             EventKind::PolicyRejected => "policy_rejected",
             EventKind::KillSwitchRefusal => "kill_switch_refusal",
+            EventKind::UpstreamPlaintextRefused => "upstream_plaintext_refused",
+            EventKind::UpstreamTlsVersionRefused => "upstream_tls_version_refused",
+            EventKind::UpstreamIdentityRefused => "upstream_identity_refused",
+            EventKind::UpstreamWaitExpired => "upstream_wait_expired",
+            EventKind::UpstreamConnectionGone => "upstream_connection_gone",
+            EventKind::UpstreamTlsExemption => "upstream_tls_exemption",
+            EventKind::TrustedTlsTerminator => "trusted_tls_terminator",
+            EventKind::DownstreamPlaintextRefused => "downstream_plaintext_refused",
+            EventKind::PlaintextUpstreamObserved => "plaintext_upstream_observed",
         }
     }
 }

@@ -9,6 +9,7 @@
 pub mod decision;
 pub mod events;
 pub mod policy;
+pub mod transport;
 
 pub use decision::{LocalReply, RequestDecision, RequestFacts, ResponseHeaderEdits};
 pub use events::{EventKind, SecurityEvent, Severity};

@@ -3,19 +3,27 @@
 //! This crate is glue: it reads facts from Envoy, asks `dpp_core` what to do,
 //! and applies the answer. One small context type per concern:
 //! [`root::PolicyRoot`] owns the policy for a worker, [`stream::GuardedStream`]
-//! follows one HTTP request through its life.
+//! follows one HTTP request through its life. The upstream TLS guard
+//! ([`upstream_guard`], root id `dpp_upstream_guard`) runs from the same
+//! module; [`dispatch::DispatchRoot`] picks the root type by root id.
 
+mod dispatch;
+mod metrics;
 mod root;
 mod stream;
+mod transport_watch;
+mod upstream_guard;
 
 use proxy_wasm::types::LogLevel;
 
-/// The root id Envoy's configuration must name for this filter.
+/// The root id Envoy's configuration must name for the policy filter.
 pub const ROOT_ID: &str = "dpp_guard";
+/// The root id of the upstream TLS guard (same .wasm, upstream filter chain).
+pub const UPSTREAM_GUARD_ROOT_ID: &str = upstream_guard::ROOT_ID;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> { Box::new(root::PolicyRoot::default()) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> { Box::new(dispatch::DispatchRoot::default()) });
 }}
 
 /// Logging must never fail the request path; a lost log line is the lesser harm.

@@ -25,6 +25,9 @@ impl RootContext for PolicyRoot {
                 let event = SecurityEvent::new(EventKind::PolicyLoaded)
                     .detail(format!("{} routes", policy.routes.len()));
                 log(LogLevel::Info, &event.to_log_line());
+                for warning in dpp_core::transport::startup_warnings(&policy) {
+                    log(LogLevel::Warn, &warning.to_log_line());
+                }
                 self.policy = Some(Rc::new(policy));
                 true
             }

@@ -7,12 +7,15 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 
 use crate::log;
+use crate::transport_watch::{self, PlaintextWatch};
 
 /// One HTTP request/response under the policy.
 pub struct GuardedStream {
     policy: Rc<Policy>,
     /// Index of the policy route covering this stream, if any.
     route: Option<usize>,
+    /// Defence in depth against plaintext upstreams the guard did not stop.
+    plaintext_watch: PlaintextWatch,
 }
 
 impl Context for GuardedStream {}
@@ -37,6 +40,13 @@ impl HttpContext for GuardedStream {
         match self.policy.decide_request(&facts) {
             RequestDecision::Unprotected => Action::Continue,
             RequestDecision::Proceed { route } => {
+                if let Some((reply, event)) =
+                    transport_watch::downstream_refusal(&self.policy, route, &method)
+                {
+                    log(LogLevel::Warn, &event.to_log_line());
+                    self.send_local_reply(&reply);
+                    return Action::Pause;
+                }
                 self.route = self
                     .policy
                     .routes
@@ -53,12 +63,17 @@ impl HttpContext for GuardedStream {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        self.plaintext_watch.check(&self.policy, "response");
         if let Some(route) = self.route.and_then(|i| self.policy.routes.get(i)) {
             for (name, value) in route.response_header_edits().set {
                 self.set_http_response_header(name, Some(value));
             }
         }
         Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        self.plaintext_watch.check(&self.policy, "log");
     }
 }
 
@@ -67,6 +82,7 @@ impl GuardedStream {
         GuardedStream {
             policy,
             route: None,
+            plaintext_watch: PlaintextWatch::default(),
         }
     }
 

@@ -24,7 +24,8 @@ class GuardStack:
     def __init__(self, pki: TestPki, workdir: Optional[Path] = None, policy: Optional[Policy] = None,
                  responder: Optional[Responder] = None, env: Optional[Mapping[str, str]] = None,
                  bootstrap: Path = ENVOY_DIR / "dpp-guard.yaml",
-                 ecds: Path = ENVOY_DIR / "dpp-guard.ecds.yaml"):
+                 ecds: Path = ENVOY_DIR / "dpp-guard.ecds.yaml",
+                 upstream_guard_ecds: Path = ENVOY_DIR / "dpp-upstream-guard.ecds.yaml"):
         self.pki = pki
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="dpp-stack-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -32,6 +33,7 @@ class GuardStack:
         self.env = dict(env or {})
         self.bootstrap = bootstrap
         self.ecds = ecds
+        self.upstream_guard_ecds = upstream_guard_ecds
         self.service_leaf = pki.leaf("service")
         self.listener_leaf = pki.leaf("listener")
         self.service = RecordingHttpServer(tls=self.service_leaf, responder=responder)
@@ -43,13 +45,17 @@ class GuardStack:
             LISTENER_CERT=self.listener_leaf.cert, LISTENER_KEY=self.listener_leaf.key,
             SERVICE_ADDRESS="127.0.0.1", SERVICE_PORT=self.service.port,
             SERVICE_SNI="localhost", SERVICE_CA=self.pki.ca_cert,
-            DPP_GUARD_ECDS=self.workdir / "dpp-guard.ecds.yaml")
+            DPP_GUARD_ECDS=self.workdir / "dpp-guard.ecds.yaml",
+            DPP_UPSTREAM_GUARD_ECDS=self.workdir / "dpp-upstream-guard.ecds.yaml")
 
     def start(self) -> "GuardStack":
         self.service.start()
         values = self.values()
-        policies = {"dpp_guard": self.policy} if self.policy is not None else None
+        # Both filters get the same policy document (docs/transport.md).
+        policies = ({"dpp_guard": self.policy, "dpp_upstream_guard": self.policy}
+                    if self.policy is not None else None)
         write_ecds(self.ecds, values["DPP_GUARD_ECDS"], values, policies)
+        write_ecds(self.upstream_guard_ecds, values["DPP_UPSTREAM_GUARD_ECDS"], values, policies)
         self.envoy = Envoy(render(self.bootstrap, values), self.workdir, env=self.env).start()
         self.port = self.envoy.listener_port("dpp_ingress")
         return self

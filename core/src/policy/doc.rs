@@ -11,6 +11,8 @@ pub struct PolicyDoc {
     pub version: u64,
     #[serde(default)]
     pub routes: Vec<RouteDoc>,
+    /// Encryption in transit; compiled in `transport.rs`.
+    pub transport: Option<super::transport::TransportDoc>,
 }
 
 #[derive(Debug, Deserialize)]

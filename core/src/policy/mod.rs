@@ -12,10 +12,15 @@
 
 mod doc;
 mod route;
+mod transport;
 
 use std::fmt;
 
 pub use route::{HostMatch, MethodSet, PathMatch, Route, RouteMatch};
+pub use transport::{
+    ClusterName, ClusterRule, DownstreamTransport, PeerPin, TlsVersion, Transport,
+    UpstreamTransport,
+};
 
 /// The only policy version this build understands.
 pub const POLICY_VERSION: u64 = 1;
@@ -54,6 +59,8 @@ impl std::error::Error for PolicyError {}
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub routes: Vec<Route>,
+    /// Encryption in transit (upstream guard, downstream TLS).
+    pub transport: Transport,
 }
 
 impl Policy {
@@ -81,7 +88,8 @@ impl Policy {
             }
             routes.push(Route::compile(r, &at)?);
         }
-        Ok(Policy { routes })
+        let transport = Transport::compile(doc.transport)?;
+        Ok(Policy { routes, transport })
     }
 
     /// The first route whose match accepts the request, in policy order.

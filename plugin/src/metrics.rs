@@ -1,0 +1,29 @@
+//! Counters the filters expose in Envoy's /stats (as `wasmcustom.NAME`) and
+//! /stats/prometheus (dots become underscores).
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MetricType;
+
+thread_local! {
+    static IDS: RefCell<BTreeMap<&'static str, u32>> = const { RefCell::new(BTreeMap::new()) };
+}
+
+/// Adds one to the counter `name`, defining it on first use. A metric the
+/// host refuses is skipped: counting must never fail a request.
+pub fn increment(name: &'static str) {
+    let id = IDS.with(|ids| {
+        let mut ids = ids.borrow_mut();
+        if let Some(id) = ids.get(name) {
+            return Some(*id);
+        }
+        let id = hostcalls::define_metric(MetricType::Counter, name).ok()?;
+        ids.insert(name, id);
+        Some(id)
+    });
+    if let Some(id) = id {
+        let _ = hostcalls::increment_metric(id, 1);
+    }
+}

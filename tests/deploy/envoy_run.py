@@ -94,6 +94,17 @@ def stats(admin: str, filter: str = "extension_config_discovery") -> dict[str, s
     return dict(line.split(": ", 1) for line in body.splitlines() if ": " in line)
 
 
+def prometheus(admin: str) -> dict[str, float]:
+    """Envoy's Prometheus exposition, as {series: value}."""
+    body = urllib.request.urlopen(f"http://{admin}/stats/prometheus", timeout=2).read().decode()
+    out = {}
+    for line in body.splitlines():
+        if line and not line.startswith("#"):
+            series, _, value = line.rpartition(" ")
+            out[series] = float(value)
+    return out
+
+
 def get(listener: str, path: str = "/orders/1") -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(f"http://{listener}{path}", timeout=5) as r:

@@ -76,18 +76,41 @@ def severities() -> set[str]:
     return {v.lower() for v in re.findall(r"^\s*([A-Z][A-Za-z]+),", body, re.M)}
 
 
-def test_alerts_name_only_event_kinds_and_severities_dpp_guard_has():
+def plugin_metric_names() -> set[str]:
+    """Counters the plugin defines (string constants `dpp_guard.x.y` in the
+    Rust sources), as Prometheus shows them (`dpp_guard_x_y`)."""
+    names = set()
+    for src in [*(ROOT / "plugin" / "src").glob("*.rs"), *(ROOT / "core" / "src").rglob("*.rs")]:
+        names |= {n.replace(".", "_") for n in re.findall(r'"(dpp_guard\.[a-z_.]+)"', src.read_text())}
+    return names
+
+
+def alert_metric_selectors() -> tuple[set[str], set[str]]:
+    """(metric names, __name__ regexes) of the dpp_guard metrics the alerts use."""
+    names, regexes = set(), set()
+    for group in rule()["spec"]["groups"]:
+        for r in group["rules"]:
+            regexes |= set(re.findall(r'__name__=~"([^"]+)"', r["expr"]))
+            expr = re.sub(r'__name__=~"[^"]+"', "", r["expr"])
+            names |= set(re.findall(r"\b(dpp_guard_[a-z_]+)", expr))
+    return names, regexes
+
+
+def test_alerts_name_only_metrics_dpp_guard_has():
     kinds, sevs = emitted_event_kinds(), severities()
     assert {"policy_loaded", "policy_rejected", "kill_switch_refusal"} <= kinds
     assert sevs == {"info", "warning", "high", "critical"}
-    used_kinds, used_sevs = set(), set()
-    for group in rule()["spec"]["groups"]:
-        for r in group["rules"]:
-            for m in re.findall(r"\bdpp_guard_events_([a-z_]+)", r["expr"]):
-                if m.startswith("by_severity_"):
-                    used_sevs.add(m.removeprefix("by_severity_"))
-                else:
-                    used_kinds.add(m)
-    assert used_kinds and used_sevs, "alerts select no dpp-guard event metric"
-    assert used_kinds <= kinds, f"alerts on unknown event kinds: {used_kinds - kinds}"
-    assert used_sevs <= sevs, f"alerts on unknown severities: {used_sevs - sevs}"
+    defined = plugin_metric_names()
+    assert "dpp_guard_plaintext_upstream" in defined
+    names, regexes = alert_metric_selectors()
+    assert names, "alerts select no dpp-guard metric"
+    for name in names:
+        if name.startswith("dpp_guard_events_by_severity_"):
+            assert name.removeprefix("dpp_guard_events_by_severity_") in sevs, name
+        elif name.startswith("dpp_guard_events_"):
+            assert name.removeprefix("dpp_guard_events_") in kinds, name
+        else:
+            assert name in defined, f"{name} is not a counter the plugin defines"
+    for rx in regexes:
+        matched = {n for n in defined if re.fullmatch(rx, n)}
+        assert matched, f"{rx} matches no counter the plugin defines"

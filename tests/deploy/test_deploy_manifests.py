@@ -330,10 +330,24 @@ def _policies() -> dict[str, dict]:
     }
 
 
-def test_every_manifest_carries_the_same_policy():
+def test_both_istio_filters_carry_the_same_policy():
+    # dpp_guard and dpp_upstream_guard read the same document (transport
+    # exemptions matter to both): docs/policy.md#transport.
     policies = _policies()
-    first = next(iter(policies.values()))
-    assert all(p == first for p in policies.values()), policies
+    assert policies["WasmPlugin.pluginConfig"] == policies["EnvoyFilter.configuration"]
+
+
+def test_istio_policy_exempts_exactly_the_inbound_loopback_cluster():
+    wp = only("WasmPlugin")
+    dep = only("Deployment")
+    app_ports = {
+        p["containerPort"] for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] != "istio-proxy" for p in c.get("ports", [])
+    }
+    clusters = wp["spec"]["pluginConfig"]["transport"]["upstream"]["clusters"]
+    exempt = {name for name, rule in clusters.items() if "exempt" in rule}
+    # Only the sidecar-to-app hop inside the pod, never an outbound cluster.
+    assert exempt == {f"inbound|{port}||" for port in app_ports}
+    assert wp["spec"]["match"] == [{"mode": "SERVER"}]
 
 
 @pytest.fixture(scope="module")

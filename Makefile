@@ -72,7 +72,7 @@ test-e2e: build cli venv
 	$(PY) -m pytest tests -q
 
 ## demo: start Envoy + local upstreams, send scripted requests, show each hop, stop
-demo: build venv
+demo: build cli venv
 	$(PY) tests/demo.py
 
 ## run: the demo stack kept up until Ctrl-C, with curl commands to paste

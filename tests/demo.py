@@ -11,14 +11,19 @@ exit, also on error or Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
+import os
 import signal
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from support.paths import ROOT  # noqa: E402
 from support.pki import TestPki  # noqa: E402
 from support.stack import GuardStack  # noqa: E402
 from support.upstream import ReceivedRequest, ScriptedResponse  # noqa: E402
@@ -31,7 +36,13 @@ SCRIPT = [
     ("unprotected route: passes untouched", "GET", "/catalog/2022-04-01/items/B00EXAMPLE"),
     ("PII route: response marked no-store", "GET", "/orders/v0/orders/902-3159896-1390916/address"),
     ("legacy channel behind the kill switch", "POST", "/mws/Orders/2013-09-01"),
+    ("PII in the query string: the service needs it, the logs never see it", "GET",
+     "/orders/v0/orders?BuyerEmail=jane.doe%40example.com&MarketplaceIds=ATVPDKIKX0DER"),
 ]
+
+# Headers a browser or SDK sends: credentials and device data, PII for the logs.
+CLIENT_HEADERS = {"content-type": "application/json", "user-agent": "Mozilla/5.0 (Jane's Pixel 8)",
+                  "authorization": "Bearer eyJhbGciOiJIUzI1NiJ9.demo.sig"}
 
 
 def service(req: ReceivedRequest) -> ScriptedResponse:
@@ -51,7 +62,7 @@ def show(title: str, lines: list[str]) -> None:
 def run_script(stack: GuardStack) -> None:
     for title, method, path in SCRIPT:
         before = len(stack.service.requests)
-        r = stack.request(method, path, headers={"content-type": "application/json"},
+        r = stack.request(method, path, headers=CLIENT_HEADERS,
                           body='{"ping":1}' if method == "POST" else None)
         reached = stack.service.requests[before:]
         headers = ", ".join(f"{h}: {r.headers[h]}" for h in ("cache-control", "pragma") if h in r.headers)
@@ -63,6 +74,20 @@ def run_script(stack: GuardStack) -> None:
         ])
     events = [l.split("dpp_event ", 1)[1] for l in stack.envoy.plugin_lines() if "dpp_event " in l]
     show("security events in Envoy's log", events)
+    show_access_log(stack)
+
+
+def show_access_log(stack: GuardStack) -> None:
+    """Envoy's access log prints only dpp_guard's scrubbed, sealed record."""
+    deadline = time.monotonic() + 5
+    while stack.access_log().count("\n") < len(SCRIPT) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    show("Envoy's access log (docs/logging.md)", stack.access_log().splitlines())
+    cli = ROOT / "target" / "debug" / "dpp-guard"
+    if cli.exists():
+        r = subprocess.run([str(cli), "verify-log", "--from-start", str(stack.access_log_path)],
+                           capture_output=True, text=True, env={**os.environ, **stack.env})
+        show("dpp-guard verify-log access.log", (r.stdout + r.stderr).splitlines())
 
 
 def serve(stack: GuardStack) -> None:
@@ -90,7 +115,9 @@ def main() -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     with tempfile.TemporaryDirectory(prefix="dpp-demo-") as tmp:
         pki = TestPki(Path(tmp) / "pki")
-        with GuardStack(pki, workdir=Path(tmp) / "stack", responder=service) as stack:
+        # A fresh log key per run: pseudonyms and the access-log MAC chain.
+        env = {"DPP_GUARD_LOG_KEY": base64.b64encode(os.urandom(32)).decode()}
+        with GuardStack(pki, workdir=Path(tmp) / "stack", responder=service, env=env) as stack:
             print(f"Envoy 1.40 with dpp_guard on https://localhost:{stack.port}, service on :{stack.service.port}")
             if args.serve:
                 serve(stack)

@@ -30,7 +30,10 @@ def test_kill_switch_answers_503_and_nothing_reaches_the_service(guard_stack):
     events = [l for l in stack.envoy.plugin_lines() if "dpp_event" in l and "kill_switch_refusal" in l]
     assert len(events) == 1
     event = json.loads(events[0].split("dpp_event ", 1)[1])
-    assert event == {"event": "kill_switch_refusal", "severity": "warning", "route": "legacy-mws", "method": "POST"}
+    request_id = event.pop("request_id")
+    assert event == {"event": "kill_switch_refusal", "severity": "warning", "category": "refusal",
+                     "route": "legacy-mws", "method": "POST"}
+    assert len(request_id) == 36, "Envoy's x-request-id (a UUID) joins the event to its access record"
     assert "ListOrders" not in stack.envoy.log(), "the query string must not be logged"
 
 

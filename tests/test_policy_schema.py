@@ -48,6 +48,11 @@ INVALID = [
     ('{"version":1,"transport":{"upstream":{"clusters":{"a":{"pin":{"sha256":"00"}}}}}}',
      "transport.upstream.clusters.a.pin.sha256"),
     ('{"version":1,"transport":{"downstream":{"trusted":true}}}', "transport.downstream.trusted"),
+    ('{"version":1,"logging":{"log_key_env":"1BAD"}}', "logging.log_key_env"),
+    ('{"version":1,"logging":{"plugin_logs":true}}', "logging.plugin_logs"),
+    ('{"version":1,"logging":{"request_headers":["a b"]}}', "logging.request_headers[0]"),
+    ('{"version":1,"logging":{"pii_keys":["--"]}}', "logging.pii_keys[0]"),
+    ('{"version":1,"logging":{"principal_header":"x y"}}', "logging.principal_header"),
 ]
 
 

@@ -124,6 +124,7 @@ pub fn lint(docs: &[Doc]) -> Vec<Finding> {
             continue; // an ECDS file: only key material applies, done above
         }
         lint_admin(d, &mut out);
+        crate::lint_access_log::lint(d, &mut out);
         lint_clusters(d, &exempt, &mut out);
         lint_listeners(d, &ecds, trusted_terminator, &mut out);
     }

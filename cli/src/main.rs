@@ -2,7 +2,9 @@
 
 use std::process::ExitCode;
 
+mod lint_access_log;
 mod lint_envoy;
+mod verify_log;
 
 const USAGE: &str = "usage: dpp-guard <command> [args]
 
@@ -13,7 +15,9 @@ commands:
                          uses for plaintext clusters, clusters with their own http_filters,
                          a router without the upstream TLS guard, listeners serving
                          protected routes without TLS, key material in Wasm configuration
-                         or key_values, a non-loopback admin address; exits 1 on findings
+                         or key_values, a non-loopback admin address, access logs that
+                         print request data instead of dpp_guard's scrubbed record;
+                         exits 1 on findings
 ";
 
 fn main() -> ExitCode {
@@ -21,12 +25,13 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("validate-policy") => validate_policy(&args[1..]),
         Some("lint-envoy") => lint_envoy_cmd(&args[1..]),
+        Some("verify-log") => verify_log::run(&args[1..]),
         Some("-h" | "--help" | "help") => {
-            print!("{USAGE}");
+            print!("{USAGE}{}", verify_log::USAGE);
             ExitCode::SUCCESS
         }
         _ => {
-            eprint!("{USAGE}");
+            eprint!("{USAGE}{}", verify_log::USAGE);
             ExitCode::from(2)
         }
     }

@@ -1,11 +1,16 @@
 //! Security events: one JSON object per line, never containing PII.
 //!
 //! Events carry only policy vocabulary (route names, event kinds, methods,
-//! counts). Request paths, hosts, addresses and header values never go in.
+//! counts, digests, request ids). Request paths, hosts, addresses and header
+//! values never go in; free text passes through the scrubber first.
+//!
+//! The taxonomy is one table ([`event_kinds!`]): adding a kind is one line
+//! (name, severity, category, description), and the metric, the docs table
+//! (`EventKind::ALL`) and the JSON name follow from it.
 
 use serde::Serialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info,
@@ -14,80 +19,136 @@ pub enum Severity {
     Critical,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    /// A policy was loaded (configuration change).
-    PolicyLoaded,
-    /// A policy was refused; the plugin does not start.
-    PolicyRejected,
-    /// A request was refused by a route's kill switch.
-    KillSwitchRefusal,
-    /// Upstream guard: the upstream connection had no TLS; request not sent.
-    UpstreamPlaintextRefused,
-    /// Upstream guard: TLS below the policy minimum; request not sent.
-    UpstreamTlsVersionRefused,
-    /// Upstream guard: peer certificate does not match the cluster pin.
-    UpstreamIdentityRefused,
-    /// Upstream guard: no connection within the wait bound; request not sent.
-    UpstreamWaitExpired,
-    /// Upstream guard: the stream ended while waiting (connect failed).
-    UpstreamConnectionGone,
-    /// At start: a cluster is exempt from the TLS requirement.
-    UpstreamTlsExemption,
-    /// At start: downstream plaintext accepted (trusted TLS terminator).
-    TrustedTlsTerminator,
-    /// A protected route was called without TLS.
-    DownstreamPlaintextRefused,
-    /// Defence in depth: a plaintext upstream answered; the guard was
-    /// missing or bypassed.
-    PlaintextUpstreamObserved,
-}
-
-impl EventKind {
-    pub fn severity(self) -> Severity {
-        match self {
-            EventKind::PolicyLoaded => Severity::Info,
-            EventKind::PolicyRejected => Severity::Critical,
-            EventKind::KillSwitchRefusal => Severity::Warning,
-            EventKind::UpstreamPlaintextRefused => Severity::High,
-            EventKind::UpstreamTlsVersionRefused => Severity::High,
-            EventKind::UpstreamIdentityRefused => Severity::High,
-            EventKind::UpstreamWaitExpired => Severity::Warning,
-            EventKind::UpstreamConnectionGone => Severity::Info,
-            EventKind::UpstreamTlsExemption => Severity::Warning,
-            EventKind::TrustedTlsTerminator => Severity::Warning,
-            EventKind::DownstreamPlaintextRefused => Severity::High,
-            EventKind::PlaintextUpstreamObserved => Severity::Critical,
-        }
-    }
+impl Severity {
+    pub const ALL: [Severity; 4] = [
+        Severity::Info,
+        Severity::Warning,
+        Severity::High,
+        Severity::Critical,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
-            EventKind::PolicyLoaded => "policy_loaded",
-            EventKind::PolicyRejected => "policy_rejected",
-            EventKind::KillSwitchRefusal => "kill_switch_refusal",
-            EventKind::UpstreamPlaintextRefused => "upstream_plaintext_refused",
-            EventKind::UpstreamTlsVersionRefused => "upstream_tls_version_refused",
-            EventKind::UpstreamIdentityRefused => "upstream_identity_refused",
-            EventKind::UpstreamWaitExpired => "upstream_wait_expired",
-            EventKind::UpstreamConnectionGone => "upstream_connection_gone",
-            EventKind::UpstreamTlsExemption => "upstream_tls_exemption",
-            EventKind::TrustedTlsTerminator => "trusted_tls_terminator",
-            EventKind::DownstreamPlaintextRefused => "downstream_plaintext_refused",
-            EventKind::PlaintextUpstreamObserved => "plaintext_upstream_observed",
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
+    /// Counter of all events of this severity (see docs/logging.md).
+    pub fn metric_name(self) -> &'static str {
+        match self {
+            Severity::Info => "dpp_guard.events_by_severity.info",
+            Severity::Warning => "dpp_guard.events_by_severity.warning",
+            Severity::High => "dpp_guard.events_by_severity.high",
+            Severity::Critical => "dpp_guard.events_by_severity.critical",
         }
     }
 }
+
+/// Incident-response category of an event (docs/logging.md maps each to
+/// the policy's incident types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    /// The plugin's configuration changed or was refused.
+    Configuration,
+    /// A request was refused by a control.
+    Refusal,
+    /// Field encryption or decryption failed (used by the encryption kinds).
+    Crypto,
+    /// A connection did not meet transport requirements.
+    Transport,
+    /// The logging pipeline itself is degraded.
+    Logging,
+}
+
+/// Prefix of every metric the plugin defines. Envoy shows them in /stats
+/// as `wasmcustom.<name>` and in /stats/prometheus with dots turned into
+/// underscores (`dpp_guard_events_kill_switch_refusal`).
+pub const METRIC_PREFIX: &str = "dpp_guard";
+
+macro_rules! event_kinds {
+    ($( $(#[$doc:meta])* $variant:ident = $name:literal, $sev:ident, $cat:ident; )*) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+        pub enum EventKind {
+            $( $(#[$doc])* #[serde(rename = $name)] $variant, )*
+        }
+
+        impl EventKind {
+            /// Every kind, in table order.
+            pub const ALL: &'static [EventKind] = &[$(EventKind::$variant),*];
+
+            pub fn name(self) -> &'static str {
+                match self { $(EventKind::$variant => $name,)* }
+            }
+
+            pub fn severity(self) -> Severity {
+                match self { $(EventKind::$variant => Severity::$sev,)* }
+            }
+
+            pub fn category(self) -> Category {
+                match self { $(EventKind::$variant => Category::$cat,)* }
+            }
+
+            /// Counter of this kind's events (`dpp_guard.events.<name>`).
+            pub fn metric_name(self) -> &'static str {
+                match self { $(EventKind::$variant => concat!("dpp_guard.events.", $name),)* }
+            }
+        }
+    };
+}
+
+event_kinds! {
+    /// A policy was loaded: a configuration change, with the policy's SHA-256.
+    PolicyLoaded = "policy_loaded", Info, Configuration;
+    /// A policy was refused; the plugin does not start (Envoy answers 5xx).
+    PolicyRejected = "policy_rejected", Critical, Configuration;
+    /// A request was refused by a route's kill switch.
+    KillSwitchRefusal = "kill_switch_refusal", Warning, Refusal;
+    /// Upstream guard: the upstream connection had no TLS; request not sent.
+    UpstreamPlaintextRefused = "upstream_plaintext_refused", High, Transport;
+    /// Upstream guard: TLS below the policy minimum; request not sent.
+    UpstreamTlsVersionRefused = "upstream_tls_version_refused", High, Transport;
+    /// Upstream guard: peer certificate does not match the cluster pin.
+    UpstreamIdentityRefused = "upstream_identity_refused", High, Transport;
+    /// Upstream guard: no connection within the wait bound; request not sent.
+    UpstreamWaitExpired = "upstream_wait_expired", Warning, Transport;
+    /// Upstream guard: the stream ended while waiting (connect failed).
+    UpstreamConnectionGone = "upstream_connection_gone", Info, Transport;
+    /// At start: a cluster is exempt from the TLS requirement.
+    UpstreamTlsExemption = "upstream_tls_exemption", Warning, Configuration;
+    /// At start: downstream plaintext accepted (trusted TLS terminator).
+    TrustedTlsTerminator = "trusted_tls_terminator", Warning, Configuration;
+    /// A protected route was called without TLS.
+    DownstreamPlaintextRefused = "downstream_plaintext_refused", High, Transport;
+    /// Defence in depth: a plaintext upstream answered; the guard was
+    /// missing or bypassed.
+    PlaintextUpstreamObserved = "plaintext_upstream_observed", Critical, Transport;
+    /// The log key is missing or malformed: logs carry placeholders instead
+    /// of pseudonyms and access records carry no chain MAC.
+    LogKeyUnavailable = "log_key_unavailable", Warning, Logging;
+}
+
+/// Counter of access records written (one per request the filter saw).
+pub const ACCESS_RECORDS_METRIC: &str = "dpp_guard.access_records";
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SecurityEvent {
     pub event: EventKind,
     pub severity: Severity,
+    pub category: Category,
+    /// Envoy's `x-request-id`, to join the event with its access record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub route: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
+    /// SHA-256 (hex) of the policy document, for configuration changes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_sha256: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }
@@ -97,8 +158,11 @@ impl SecurityEvent {
         SecurityEvent {
             event,
             severity: event.severity(),
+            category: event.category(),
+            request_id: None,
             route: None,
             method: None,
+            policy_sha256: None,
             detail: None,
         }
     }
@@ -110,16 +174,19 @@ impl SecurityEvent {
 
     /// Only standard method tokens are kept; anything else is PII-unsafe noise.
     pub fn method(mut self, method: &str) -> Self {
-        const KNOWN: [&str; 9] = [
-            "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
-        ];
-        self.method = Some(
-            KNOWN
-                .iter()
-                .find(|m| **m == method)
-                .map_or("OTHER", |m| m)
-                .to_string(),
-        );
+        self.method = Some(known_method(method).to_string());
+        self
+    }
+
+    /// Request ids are generated by Envoy (UUIDs) but a client may send its
+    /// own; anything that is not a plain token is dropped.
+    pub fn request_id(mut self, id: &str) -> Self {
+        self.request_id = safe_request_id(id).map(str::to_string);
+        self
+    }
+
+    pub fn policy_sha256(mut self, hex: &str) -> Self {
+        self.policy_sha256 = Some(hex.to_string());
         self
     }
 
@@ -140,4 +207,111 @@ impl SecurityEvent {
 
     /// Lines starting with this carry one event; collectors filter on it.
     pub const LOG_PREFIX: &'static str = "dpp_event ";
+}
+
+/// The method if it is a standard token, else `OTHER`.
+pub fn known_method(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    KNOWN.iter().find(|m| **m == method).map_or("OTHER", |m| m)
+}
+
+/// A request id is logged only if it is short and made of id characters
+/// (UUIDs, ULIDs, hex): a client-chosen id could otherwise carry PII.
+pub fn safe_request_id(id: &str) -> Option<&str> {
+    if is_uuid(id) {
+        return Some(id);
+    }
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|c| c.is_ascii_hexdigit() || c == b'-')
+        && !crate::scrub::detect::detect(id)
+            .iter()
+            .any(|d| d.kind != crate::scrub::PiiKind::Card);
+    ok.then_some(id)
+}
+
+/// The canonical 8-4-4-4-12 hex form Envoy generates.
+fn is_uuid(id: &str) -> bool {
+    let groups: Vec<&str> = id.split('-').collect();
+    groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && groups
+            .iter()
+            .all(|g| g.bytes().all(|c| c.is_ascii_hexdigit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_a_unique_snake_case_name_and_metric() {
+        let mut names = std::collections::BTreeSet::new();
+        for k in EventKind::ALL {
+            assert!(names.insert(k.name()), "duplicate {}", k.name());
+            assert!(k
+                .name()
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c == b'_'));
+            assert_eq!(k.metric_name(), format!("dpp_guard.events.{}", k.name()));
+            let json = serde_json::to_value(SecurityEvent::new(*k)).unwrap();
+            assert_eq!(json["event"], k.name());
+            assert_eq!(json["severity"], k.severity().name());
+        }
+    }
+
+    #[test]
+    fn docs_list_every_kind_with_its_severity_and_the_metric_names() {
+        let docs = include_str!("../../docs/logging.md");
+        for k in EventKind::ALL {
+            let row = format!("| `{}` | {} |", k.name(), k.severity().name());
+            assert!(docs.contains(&row), "docs/logging.md lacks the row {row}");
+        }
+        for name in [
+            "dpp_guard_events_<event>",
+            "dpp_guard_events_by_severity_<severity>",
+            "dpp_guard_access_records",
+        ] {
+            assert!(docs.contains(name), "docs/logging.md lacks {name}");
+        }
+        assert_eq!(
+            Severity::High.metric_name(),
+            "dpp_guard.events_by_severity.high"
+        );
+        assert_eq!(ACCESS_RECORDS_METRIC, "dpp_guard.access_records");
+    }
+
+    #[test]
+    fn log_line_is_prefix_and_json() {
+        let line = SecurityEvent::new(EventKind::PolicyLoaded)
+            .policy_sha256("ab")
+            .to_log_line();
+        let json: serde_json::Value =
+            serde_json::from_str(line.strip_prefix("dpp_event ").unwrap()).unwrap();
+        assert_eq!(json["category"], "configuration");
+        assert_eq!(json["policy_sha256"], "ab");
+    }
+
+    #[test]
+    fn request_ids_that_could_carry_pii_are_dropped() {
+        let ok = "0f8fad5b-d9cb-469f-a165-70867728950e";
+        assert!(safe_request_id("12345678-1234-5678-1234-567812345678").is_some());
+        assert_eq!(
+            SecurityEvent::new(EventKind::KillSwitchRefusal)
+                .request_id(ok)
+                .request_id
+                .as_deref(),
+            Some(ok)
+        );
+        for bad in [
+            "jane@example.com",
+            "555-123-4567",
+            "abc def",
+            &"a".repeat(65),
+        ] {
+            assert_eq!(safe_request_id(bad), None, "{bad}");
+        }
+        assert_eq!(known_method("get"), "OTHER");
+    }
 }

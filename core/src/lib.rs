@@ -6,11 +6,17 @@
 //! Everything here is tested natively; the plugin crate only moves bytes
 //! between Envoy and these functions.
 
+pub mod access;
 pub mod decision;
 pub mod events;
+pub mod logkey;
 pub mod policy;
+pub mod scrub;
 pub mod transport;
 
+pub use access::{AccessRecord, Actions, RequestLogFacts, TlsFacts};
 pub use decision::{LocalReply, RequestDecision, RequestFacts, ResponseHeaderEdits};
 pub use events::{EventKind, SecurityEvent, Severity};
+pub use logkey::{LogKey, LogKeyError, Pseudonymizer};
 pub use policy::{Policy, PolicyError};
+pub use scrub::Scrubber;

@@ -3,11 +3,13 @@
 //! This crate is glue: it reads facts from Envoy, asks `dpp_core` what to do,
 //! and applies the answer. One small context type per concern:
 //! [`root::PolicyRoot`] owns the policy for a worker, [`stream::GuardedStream`]
-//! follows one HTTP request through its life. The upstream TLS guard
+//! follows one HTTP request through its life, [`logging::LogSink`] turns
+//! events and access records into scrubbed log output. The upstream TLS guard
 //! ([`upstream_guard`], root id `dpp_upstream_guard`) runs from the same
 //! module; [`dispatch::DispatchRoot`] picks the root type by root id.
 
 mod dispatch;
+mod logging;
 mod metrics;
 mod root;
 mod stream;

@@ -11,10 +11,10 @@ thread_local! {
     static IDS: RefCell<BTreeMap<&'static str, u32>> = const { RefCell::new(BTreeMap::new()) };
 }
 
-/// Adds one to the counter `name`, defining it on first use. A metric the
-/// host refuses is skipped: counting must never fail a request.
-pub fn increment(name: &'static str) {
-    let id = IDS.with(|ids| {
+/// The id of the counter `name`, defining it on first use; `None` if the
+/// host refuses it.
+pub fn define(name: &'static str) -> Option<u32> {
+    IDS.with(|ids| {
         let mut ids = ids.borrow_mut();
         if let Some(id) = ids.get(name) {
             return Some(*id);
@@ -22,8 +22,13 @@ pub fn increment(name: &'static str) {
         let id = hostcalls::define_metric(MetricType::Counter, name).ok()?;
         ids.insert(name, id);
         Some(id)
-    });
-    if let Some(id) = id {
+    })
+}
+
+/// Adds one to the counter `name`, defining it on first use. A metric the
+/// host refuses is skipped: counting must never fail a request.
+pub fn increment(name: &'static str) {
+    if let Some(id) = define(name) {
         let _ = hostcalls::increment_metric(id, 1);
     }
 }

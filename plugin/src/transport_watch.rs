@@ -5,12 +5,9 @@
 //!   example a cluster with its own `http_filters`). It is too late to stop
 //!   that request; it is counted and reported so the hole gets fixed.
 
+use crate::upstream_guard::property;
 use dpp_core::policy::{ClusterName, Route};
 use dpp_core::{LocalReply, Policy, SecurityEvent};
-use proxy_wasm::types::LogLevel;
-
-use crate::log;
-use crate::upstream_guard::property;
 
 /// Counter of plaintext upstream exchanges seen after the fact
 /// (`wasmcustom.dpp_guard.plaintext_upstream` in Envoy's /stats).
@@ -35,9 +32,10 @@ pub struct PlaintextWatch {
 }
 
 impl PlaintextWatch {
-    pub fn check(&mut self, policy: &Policy, phase: &str) {
+    /// True when this call reported the plaintext exchange.
+    pub fn check(&mut self, policy: &Policy, phase: &str) -> bool {
         if self.reported {
-            return;
+            return false;
         }
         let connected = property(&["upstream", "local_address"]).is_some();
         let tls_version = property(&["upstream", "tls_version"]);
@@ -51,9 +49,11 @@ impl PlaintextWatch {
             phase,
         ) {
             self.reported = true;
-            log(LogLevel::Critical, &event.to_log_line());
+            crate::logging::emit(&event);
             count_plaintext();
+            return true;
         }
+        false
     }
 }
 

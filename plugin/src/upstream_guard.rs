@@ -25,6 +25,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
+use crate::logging::emit;
 use crate::{log, metrics};
 
 /// The root id Envoy's configuration must name for the upstream guard.
@@ -75,10 +76,10 @@ impl RootContext for UpstreamGuardRoot {
                     u.connect_wait.as_millis(),
                     u.clusters.len()
                 ));
-                log(LogLevel::Info, &event.to_log_line());
+                emit(&event.policy_sha256(&policy.sha256));
                 for warning in startup_warnings(&policy) {
                     if warning.event == EventKind::UpstreamTlsExemption {
-                        log(LogLevel::Warn, &warning.to_log_line());
+                        emit(&warning);
                     }
                 }
                 self.policy = Some(Rc::new(policy));
@@ -91,8 +92,7 @@ impl RootContext for UpstreamGuardRoot {
                     LogLevel::Critical,
                     &format!("dpp-guard upstream guard: {e}"),
                 );
-                let event = SecurityEvent::new(EventKind::PolicyRejected).detail(e.field.clone());
-                log(LogLevel::Critical, &event.to_log_line());
+                emit(&SecurityEvent::new(EventKind::PolicyRejected).detail(e.field.clone()));
                 false
             }
         }
@@ -286,7 +286,7 @@ fn apply(step: Step, method: &str, pooled: bool, from: Resume) -> Action {
             } else {
                 METRIC_REFUSED_NEW
             });
-            log(LogLevel::Warn, &event.method(method).to_log_line());
+            emit(&event.method(method));
             if from != Resume::Never {
                 send_local_reply(&reply);
             }
@@ -294,7 +294,7 @@ fn apply(step: Step, method: &str, pooled: bool, from: Resume) -> Action {
         }
         Step::Abandon { event } => {
             metrics::increment(METRIC_GONE);
-            log(LogLevel::Info, &event.method(method).to_log_line());
+            emit(&event.method(method));
             Action::Pause
         }
     }

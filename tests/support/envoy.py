@@ -82,7 +82,10 @@ class Envoy:
                 [str(ENVOY_BIN), "-c", str(self.config_path),
                  "--admin-address-path", str(self.admin_path),
                  "--use-dynamic-base-id", "--concurrency", str(self.concurrency),
-                 "--log-level", self.log_level, "--disable-hot-restart"],
+                 "--log-level", self.log_level, "--disable-hot-restart",
+                 # Access-log files are flushed every 10 s by default; tests
+                 # read them right after the requests.
+                 "--file-flush-interval-msec", "100"],
                 stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.workdir,
                 start_new_session=True)
         self._wait_ready(timeout)
@@ -156,6 +159,7 @@ class Envoy:
 
 def guard_values(**overrides: Any) -> dict[str, Any]:
     """Default placeholder values for the shipped configurations."""
-    values = {"LISTEN_PORT": 0, "ADMIN_PORT": 0, "DPP_GUARD_WASM": WASM, "ENVOY_DIR": ENVOY_DIR}
+    values = {"LISTEN_PORT": 0, "ADMIN_PORT": 0, "DPP_GUARD_WASM": WASM, "ENVOY_DIR": ENVOY_DIR,
+              "ACCESS_LOG": "/dev/stdout"}
     values.update(overrides)
     return values

@@ -25,13 +25,15 @@ class GuardStack:
                  responder: Optional[Responder] = None, env: Optional[Mapping[str, str]] = None,
                  bootstrap: Path = ENVOY_DIR / "dpp-guard.yaml",
                  ecds: Path = ENVOY_DIR / "dpp-guard.ecds.yaml",
-                 upstream_guard_ecds: Path = ENVOY_DIR / "dpp-upstream-guard.ecds.yaml"):
+                 upstream_guard_ecds: Path = ENVOY_DIR / "dpp-upstream-guard.ecds.yaml",
+                 concurrency: int = 1):
         self.pki = pki
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="dpp-stack-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.policy = policy
         self.env = dict(env or {})
         self.bootstrap = bootstrap
+        self.concurrency = concurrency
         self.ecds = ecds
         self.upstream_guard_ecds = upstream_guard_ecds
         self.service_leaf = pki.leaf("service")
@@ -39,6 +41,7 @@ class GuardStack:
         self.service = RecordingHttpServer(tls=self.service_leaf, responder=responder)
         self.envoy: Optional[Envoy] = None
         self.port = 0
+        self.access_log_path = self.workdir / "access.log"
 
     def values(self) -> dict[str, Any]:
         return guard_values(
@@ -46,7 +49,8 @@ class GuardStack:
             SERVICE_ADDRESS="127.0.0.1", SERVICE_PORT=self.service.port,
             SERVICE_SNI="localhost", SERVICE_CA=self.pki.ca_cert,
             DPP_GUARD_ECDS=self.workdir / "dpp-guard.ecds.yaml",
-            DPP_UPSTREAM_GUARD_ECDS=self.workdir / "dpp-upstream-guard.ecds.yaml")
+            DPP_UPSTREAM_GUARD_ECDS=self.workdir / "dpp-upstream-guard.ecds.yaml",
+            ACCESS_LOG=self.access_log_path)
 
     def start(self) -> "GuardStack":
         self.service.start()
@@ -56,7 +60,8 @@ class GuardStack:
                     if self.policy is not None else None)
         write_ecds(self.ecds, values["DPP_GUARD_ECDS"], values, policies)
         write_ecds(self.upstream_guard_ecds, values["DPP_UPSTREAM_GUARD_ECDS"], values, policies)
-        self.envoy = Envoy(render(self.bootstrap, values), self.workdir, env=self.env).start()
+        self.envoy = Envoy(render(self.bootstrap, values), self.workdir, env=self.env,
+                           concurrency=self.concurrency).start()
         self.port = self.envoy.listener_port("dpp_ingress")
         return self
 
@@ -74,6 +79,10 @@ class GuardStack:
 
     def __exit__(self, *exc):
         self.stop()
+
+    def access_log(self) -> str:
+        """What Envoy's access log (envoy/dpp-guard.yaml's `access_log`) wrote so far."""
+        return self.access_log_path.read_text(errors="replace") if self.access_log_path.exists() else ""
 
     def request(self, method: str, path: str, **kw) -> client.Response:
         return client.request(self.port, method, path, ca=self.pki.ca_cert, **kw)

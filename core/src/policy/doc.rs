@@ -11,6 +11,7 @@ pub struct PolicyDoc {
     pub version: u64,
     #[serde(default)]
     pub routes: Vec<RouteDoc>,
+    pub logging: Option<super::logging::LoggingDoc>,
     /// Encryption in transit; compiled in `transport.rs`.
     pub transport: Option<super::transport::TransportDoc>,
 }

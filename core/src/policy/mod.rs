@@ -11,11 +11,13 @@
 //! does not change.
 
 mod doc;
+mod logging;
 mod route;
 mod transport;
 
 use std::fmt;
 
+pub use logging::{LoggingPolicy, DEFAULT_LOG_KEY_ENV};
 pub use route::{HostMatch, MethodSet, PathMatch, Route, RouteMatch};
 pub use transport::{
     ClusterName, ClusterRule, DownstreamTransport, PeerPin, TlsVersion, Transport,
@@ -61,6 +63,10 @@ pub struct Policy {
     pub routes: Vec<Route>,
     /// Encryption in transit (upstream guard, downstream TLS).
     pub transport: Transport,
+    pub logging: LoggingPolicy,
+    /// SHA-256 (hex) of the policy document as delivered: the identity of
+    /// this configuration in `policy_loaded` events.
+    pub sha256: String,
 }
 
 impl Policy {
@@ -89,13 +95,27 @@ impl Policy {
             routes.push(Route::compile(r, &at)?);
         }
         let transport = Transport::compile(doc.transport)?;
-        Ok(Policy { routes, transport })
+        let logging = LoggingPolicy::compile(doc.logging)?;
+        Ok(Policy {
+            routes,
+            transport,
+            logging,
+            sha256: sha256_hex(bytes),
+        })
     }
 
     /// The first route whose match accepts the request, in policy order.
     pub fn match_route(&self, facts: &crate::RequestFacts<'_>) -> Option<&Route> {
         self.routes.iter().find(|r| r.matcher.matches(facts))
     }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,0 +1,284 @@
+//! The log key and what is derived from it: keyed pseudonyms and the MAC
+//! chain of access records.
+//!
+//! One secret, read from the process environment (Envoy `host_env_keys`),
+//! never from the policy. Two purpose-bound subkeys are derived from it so
+//! that a pseudonym can never be replayed as a chain MAC or the reverse.
+
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// HMAC accepts keys of any length (RFC 2104 pads or hashes them), so
+/// `new_from_slice` cannot fail for it; the `expect` documents that and is
+/// never reached.
+fn keyed(key: &[u8]) -> HmacSha256 {
+    HmacSha256::new_from_slice(key).expect("HMAC accepts any key length")
+}
+
+/// Length of the log key in bytes (256 bits, HMAC-SHA-256's block-safe size).
+pub const LOG_KEY_LEN: usize = 32;
+
+/// Bytes of HMAC output kept in a pseudonym: 96 bits make accidental
+/// collisions negligible for any log volume, while staying short to read.
+pub const PSEUDONYM_BYTES: usize = 12;
+
+/// Bytes of HMAC output kept per chain link (128-bit tags).
+pub const CHAIN_MAC_BYTES: usize = 16;
+
+/// The secret behind pseudonyms and the log chain. Zeroized on drop; its
+/// `Debug` never shows the bytes.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct LogKey([u8; LOG_KEY_LEN]);
+
+impl std::fmt::Debug for LogKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogKey(<redacted>)")
+    }
+}
+
+/// Why an environment value is not a usable log key. Never contains the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogKeyError {
+    Missing,
+    Malformed,
+}
+
+impl std::fmt::Display for LogKeyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LogKeyError::Missing => f.write_str("is not set"),
+            LogKeyError::Malformed => write!(
+                f,
+                "must hold {LOG_KEY_LEN} bytes as 64 hex digits or base64 (e.g. `openssl rand -base64 32`)"
+            ),
+        }
+    }
+}
+
+impl LogKey {
+    /// Parses the key from its textual form: 64 hex digits or base64
+    /// (standard alphabet, padded or not) of exactly 32 bytes.
+    pub fn parse(text: &str) -> Result<LogKey, LogKeyError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(LogKeyError::Missing);
+        }
+        let bytes: Zeroizing<Vec<u8>> = Zeroizing::new(
+            if text.len() == 2 * LOG_KEY_LEN && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+                hex_decode(text).ok_or(LogKeyError::Malformed)?
+            } else {
+                STANDARD
+                    .decode(text)
+                    .or_else(|_| STANDARD_NO_PAD.decode(text))
+                    .map_err(|_| LogKeyError::Malformed)?
+            },
+        );
+        let key: [u8; LOG_KEY_LEN] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| LogKeyError::Malformed)?;
+        Ok(LogKey(key))
+    }
+
+    /// Reads and parses the environment variable `name`.
+    pub fn from_env(name: &str) -> Result<LogKey, LogKeyError> {
+        match std::env::var(name) {
+            Ok(v) => LogKey::parse(&Zeroizing::new(v)),
+            Err(_) => Err(LogKeyError::Missing),
+        }
+    }
+
+    /// Domain separation: each use gets its own key, derived with a fixed
+    /// label, so outputs of one use are meaningless for the other.
+    fn derive(&self, label: &[u8]) -> [u8; 32] {
+        let mut mac = keyed(&self.0);
+        mac.update(label);
+        mac.finalize().into_bytes().into()
+    }
+
+    pub fn pseudonymizer(&self) -> Pseudonymizer {
+        Pseudonymizer {
+            key: self.derive(b"dpp-guard/v1/pseudonym"),
+        }
+    }
+
+    pub fn chain_key(&self) -> ChainKey {
+        ChainKey {
+            key: self.derive(b"dpp-guard/v1/log-chain"),
+        }
+    }
+}
+
+fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    let b = text.as_bytes();
+    b.chunks(2)
+        .map(|pair| {
+            let s = std::str::from_utf8(pair).ok()?;
+            u8::from_str_radix(s, 16).ok()
+        })
+        .collect()
+}
+
+/// Turns a PII value into a stable, keyed, truncated token `p:<16 chars>`.
+///
+/// Keyed (HMAC) rather than a plain hash: an unkeyed hash of an e-mail or an
+/// IPv4 address is reversed by hashing every candidate, which is cheap for
+/// such small spaces. Without the key the token reveals nothing; with it,
+/// the same value always yields the same token, which is what an
+/// investigation needs to correlate requests.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct Pseudonymizer {
+    key: [u8; 32],
+}
+
+impl std::fmt::Debug for Pseudonymizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pseudonymizer(<keyed>)")
+    }
+}
+
+impl Pseudonymizer {
+    /// Prefix of every pseudonym, so readers and tests can recognise them.
+    pub const PREFIX: &'static str = "p:";
+
+    /// The caller normalises `value` (lower-case e-mail, canonical IP) so
+    /// that spellings of one value meet on one token.
+    pub fn pseudonym(&self, value: &str) -> String {
+        let mut mac = keyed(&self.key);
+        mac.update(value.as_bytes());
+        let tag = mac.finalize().into_bytes();
+        let mut out = String::with_capacity(2 + 16);
+        out.push_str(Self::PREFIX);
+        URL_SAFE_NO_PAD.encode_string(&tag[..PSEUDONYM_BYTES], &mut out);
+        out
+    }
+}
+
+/// Key of the access-record MAC chain.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct ChainKey {
+    key: [u8; 32],
+}
+
+impl std::fmt::Debug for ChainKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChainKey(<keyed>)")
+    }
+}
+
+/// One link's tag, truncated to [`CHAIN_MAC_BYTES`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct ChainMac(pub [u8; CHAIN_MAC_BYTES]);
+
+impl ChainMac {
+    pub fn to_text(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    pub fn from_text(text: &str) -> Option<ChainMac> {
+        let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
+        Some(ChainMac(bytes.as_slice().try_into().ok()?))
+    }
+}
+
+impl ChainKey {
+    /// MAC over the previous link's tag and the record's exact bytes. The
+    /// previous tag makes each record depend on its whole history: deleting
+    /// or moving a record breaks the next link even though each record is
+    /// intact on its own.
+    pub fn link(&self, prev: &ChainMac, record: &[u8]) -> ChainMac {
+        let mut mac = keyed(&self.key);
+        mac.update(&prev.0);
+        mac.update(record);
+        let tag = mac.finalize().into_bytes();
+        let mut out = [0u8; CHAIN_MAC_BYTES];
+        out.copy_from_slice(&tag[..CHAIN_MAC_BYTES]);
+        ChainMac(out)
+    }
+
+    /// Constant-time comparison of a claimed tag with the expected one.
+    pub fn verify(&self, prev: &ChainMac, record: &[u8], claimed: &ChainMac) -> bool {
+        let mut mac = keyed(&self.key);
+        mac.update(&prev.0);
+        mac.update(record);
+        mac.verify_truncated_left(&claimed.0).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+    #[test]
+    fn parses_hex_and_base64_to_the_same_key() {
+        let a = LogKey::parse(HEX).unwrap();
+        let b64 = STANDARD.encode((0u8..32).collect::<Vec<_>>());
+        let b = LogKey::parse(&b64).unwrap();
+        assert_eq!(
+            a.pseudonymizer().pseudonym("x"),
+            b.pseudonymizer().pseudonym("x")
+        );
+    }
+
+    #[test]
+    fn refuses_short_long_and_garbage_keys() {
+        assert_eq!(LogKey::parse("").map(|_| ()), Err(LogKeyError::Missing));
+        assert_eq!(
+            LogKey::parse(&STANDARD.encode([1u8; 16])).map(|_| ()),
+            Err(LogKeyError::Malformed)
+        );
+        assert_eq!(
+            LogKey::parse(&STANDARD.encode([1u8; 33])).map(|_| ()),
+            Err(LogKeyError::Malformed)
+        );
+        assert_eq!(
+            LogKey::parse("not a key!").map(|_| ()),
+            Err(LogKeyError::Malformed)
+        );
+    }
+
+    #[test]
+    fn debug_never_shows_key_bytes() {
+        let k = LogKey::parse(HEX).unwrap();
+        let shown = format!("{k:?} {:?} {:?}", k.pseudonymizer(), k.chain_key());
+        assert!(!shown.contains("0, 1, 2"), "{shown}");
+        assert!(shown.contains("redacted"));
+    }
+
+    #[test]
+    fn pseudonyms_are_stable_keyed_and_short() {
+        let k1 = LogKey::parse(HEX).unwrap().pseudonymizer();
+        let k2 = LogKey::parse(&"ab".repeat(32)).unwrap().pseudonymizer();
+        let p = k1.pseudonym("buyer@example.com");
+        assert_eq!(p, k1.pseudonym("buyer@example.com"));
+        assert_ne!(p, k2.pseudonym("buyer@example.com"));
+        assert_ne!(p, k1.pseudonym("buyer2@example.com"));
+        assert!(p.starts_with("p:") && p.len() == 18, "{p}");
+    }
+
+    #[test]
+    fn pseudonym_and_chain_keys_differ() {
+        let k = LogKey::parse(HEX).unwrap();
+        let chain = k.chain_key().link(&ChainMac::default(), b"x");
+        let pseudo = k.pseudonymizer().pseudonym("x");
+        assert!(!pseudo.contains(&chain.to_text()[..8]));
+    }
+
+    #[test]
+    fn chain_link_depends_on_previous_tag_and_record() {
+        let c = LogKey::parse(HEX).unwrap().chain_key();
+        let a = c.link(&ChainMac::default(), b"r1");
+        let b = c.link(&a, b"r2");
+        assert!(c.verify(&a, b"r2", &b));
+        assert!(!c.verify(&ChainMac::default(), b"r2", &b));
+        assert!(!c.verify(&a, b"r3", &b));
+        assert_eq!(ChainMac::from_text(&b.to_text()), Some(b));
+    }
+}

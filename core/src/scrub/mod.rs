@@ -1,0 +1,273 @@
+//! The scrubber: removes PII from everything the plugin logs.
+//!
+//! Inputs are URL paths with query strings, header values and free text.
+//! Each is percent-decoded (twice at most, so `%2540` is seen as `@`), then
+//! two rules run on the decoded text:
+//! 1. PII keys: the value after a PII key name (`BuyerEmail=...`,
+//!    `"Phone": "..."`, a query parameter named `Name`) is replaced whole,
+//!    whatever it looks like.
+//! 2. Detectors ([`detect`]): e-mail addresses, phone numbers, card numbers
+//!    (Luhn), IPv4 and IPv6 addresses anywhere in the remaining text.
+//!
+//! A replaced value becomes a keyed pseudonym (`p:` + 16 base64url chars,
+//! see [`crate::logkey::Pseudonymizer`]) when a log key is configured and
+//! pseudonyms are on, else a placeholder such as `[email]`. Card numbers are
+//! always `[card]`: no investigation needs to correlate them and PCI DSS
+//! forbids keeping them in logs in any recoverable form.
+//!
+//! Claimed encodings: raw text, percent-encoding (once or twice, either hex
+//! case, `+` as space in query strings). Not claimed: base64, JSON `\u`
+//! escapes, HTML entities, values split across two log inputs.
+
+pub mod detect;
+pub mod encoding;
+mod headers;
+pub use headers::HeaderOutcome;
+pub mod keys;
+
+use crate::logkey::Pseudonymizer;
+pub use detect::{Detection, PiiKind};
+use encoding::{decode_fully, percent_encode};
+pub use keys::PiiKeys;
+
+/// Decoding rounds: raw, encoded, double-encoded.
+const DECODE_ROUNDS: usize = 3;
+
+/// Placeholder for a PII key's value when no pseudonym can be made.
+pub const REDACTED: &str = "[redacted]";
+
+/// Scrubs text for logs. Cheap to share: build one per policy load.
+#[derive(Debug, Clone, Default)]
+pub struct Scrubber {
+    pseudonyms: Option<Pseudonymizer>,
+    keys: PiiKeys,
+}
+
+impl Scrubber {
+    /// `pseudonyms`: `None` turns every detected value into a placeholder.
+    pub fn new(pseudonyms: Option<Pseudonymizer>, keys: PiiKeys) -> Self {
+        Scrubber { pseudonyms, keys }
+    }
+
+    pub fn keys(&self) -> &PiiKeys {
+        &self.keys
+    }
+
+    /// Token standing for a normalised value of `kind`.
+    fn token(&self, kind: Option<PiiKind>, normalized: &str) -> String {
+        match (kind, &self.pseudonyms) {
+            (Some(PiiKind::Card), _) => PiiKind::Card.placeholder().to_string(),
+            (_, Some(p)) => p.pseudonym(normalized),
+            (Some(k), None) => k.placeholder().to_string(),
+            (None, None) => REDACTED.to_string(),
+        }
+    }
+
+    /// Token for a PII key's whole value. A value that is exactly one
+    /// detected item (an e-mail) is normalised like that item, so
+    /// `BuyerEmail=A%40x.com` and a header `a@x.com` meet on one pseudonym.
+    fn value_token(&self, value: &str) -> String {
+        let trimmed = value.trim();
+        let found = detect::detect(trimmed);
+        match found.as_slice() {
+            [d] if d.start == 0 && d.end == trimmed.len() => {
+                self.token(Some(d.kind), &d.normalized)
+            }
+            _ => self.token(None, trimmed),
+        }
+    }
+
+    /// A pseudonym (or placeholder) for a client address such as Envoy's
+    /// `source.address` (`1.2.3.4:5678`, `[::1]:80`): the port is dropped
+    /// so that one client's connections meet on one token.
+    pub fn client_address(&self, addr: &str) -> String {
+        let host = if let Some(rest) = addr.strip_prefix('[') {
+            rest.split(']').next().unwrap_or(rest)
+        } else if addr.matches(':').count() == 1 {
+            addr.split(':').next().unwrap_or(addr)
+        } else {
+            addr
+        };
+        let normalized = host
+            .parse::<std::net::IpAddr>()
+            .map_or_else(|_| host.to_string(), |ip| ip.to_string());
+        self.token(Some(PiiKind::Ipv4), &normalized)
+    }
+
+    /// A pseudonym (or placeholder) for an authenticated principal (a
+    /// certificate subject, a user id): identifies without naming.
+    pub fn principal(&self, principal: &str) -> String {
+        match &self.pseudonyms {
+            Some(p) => p.pseudonym(principal),
+            None => "[principal]".to_string(),
+        }
+    }
+
+    /// Scrubs free text (a log message, an error string).
+    pub fn text(&self, text: &str) -> String {
+        self.decoded(&decode_fully(text, false, DECODE_ROUNDS))
+    }
+
+    /// Scrubs already-decoded text: PII-key values first, then detectors.
+    fn decoded(&self, text: &str) -> String {
+        let keyed = self.key_value_spans(text);
+        let mut spans: Vec<(usize, usize, String)> = keyed
+            .iter()
+            .map(|(s, e)| {
+                (
+                    *s,
+                    *e,
+                    self.value_token(text.get(*s..*e).unwrap_or_default()),
+                )
+            })
+            .collect();
+        for d in detect::detect_unclaimed(text, &keyed) {
+            spans.push((d.start, d.end, self.token(Some(d.kind), &d.normalized)));
+        }
+        if spans.is_empty() {
+            return text.to_string();
+        }
+        spans.sort_by_key(|s| s.0);
+        let mut out = String::with_capacity(text.len());
+        let mut pos = 0;
+        for (s, e, token) in spans {
+            out.push_str(text.get(pos..s).unwrap_or_default());
+            out.push_str(&token);
+            pos = e;
+        }
+        out.push_str(text.get(pos..).unwrap_or_default());
+        out
+    }
+
+    /// Value spans following a PII key: `Key=v`, `Key: v`, `"Key":"v"`,
+    /// `'Key' = 'v'`. A quoted value runs to its closing quote, a bare one to
+    /// the next `&`, `;`, `,`, whitespace, quote or closing bracket.
+    fn key_value_spans(&self, text: &str) -> Vec<(usize, usize)> {
+        let b = text.as_bytes();
+        let at = |i: usize| b.get(i).copied().unwrap_or(0);
+        let is_word = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.');
+        let mut spans = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if !is_word(at(i)) || (i > 0 && is_word(at(i - 1))) {
+                i += 1;
+                continue;
+            }
+            let mut r = i;
+            while is_word(at(r)) {
+                r += 1;
+            }
+            let mut j = r;
+            if matches!(at(j), b'"' | b'\'') {
+                j += 1;
+            }
+            while at(j) == b' ' {
+                j += 1;
+            }
+            // Only a word followed by `=` or `:` can be a key; the name
+            // lookup (which normalises) runs for those alone.
+            let word = text.get(i..r).unwrap_or_default();
+            if !matches!(at(j), b'=' | b':') || !self.keys.contains(word) {
+                i = r;
+                continue;
+            }
+            j += 1;
+            while at(j) == b' ' {
+                j += 1;
+            }
+            let (s, e) = match at(j) {
+                q @ (b'"' | b'\'') => {
+                    let s = j + 1;
+                    let mut e = s;
+                    while e < b.len() && at(e) != q {
+                        e += 1;
+                    }
+                    (s, e)
+                }
+                _ => {
+                    let mut e = j;
+                    while e < b.len()
+                        && !matches!(at(e), b'&' | b';' | b',' | b'"' | b'\'' | b'}' | b']')
+                        && !at(e).is_ascii_whitespace()
+                    {
+                        e += 1;
+                    }
+                    (j, e)
+                }
+            };
+            if e > s {
+                spans.push((s, e));
+            }
+            i = e.max(r);
+        }
+        spans
+    }
+
+    /// One URL component: kept byte for byte when clean, else decoded,
+    /// scrubbed and re-encoded.
+    fn component(&self, raw: &str, plus_is_space: bool) -> String {
+        // Nothing to decode, no `key=value`, nothing a detector could
+        // match: most path segments take this exit.
+        if !raw.bytes().any(|c| matches!(c, b'%' | b'+' | b'=')) && !detect::may_hold_pii(raw) {
+            return raw.to_string();
+        }
+        let decoded = decode_fully(raw, plus_is_space, DECODE_ROUNDS);
+        let scrubbed = self.decoded(&decoded);
+        if scrubbed != decoded {
+            return percent_encode(&scrubbed);
+        }
+        // Many clients send `+` unencoded (`?phone=+4930...`): read it
+        // both ways and scrub if either reading holds PII.
+        if plus_is_space && raw.contains('+') {
+            let literal = decode_fully(raw, false, DECODE_ROUNDS);
+            let scrubbed = self.decoded(&literal);
+            if scrubbed != literal {
+                return percent_encode(&scrubbed);
+            }
+        }
+        raw.to_string()
+    }
+
+    /// Scrubs a request target (`:path` with its query string). The
+    /// fragment, which clients should not send, is dropped.
+    pub fn url(&self, target: &str) -> String {
+        let target = target.split('#').next().unwrap_or_default();
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (target, None),
+        };
+        let mut out = path
+            .split('/')
+            .map(|seg| self.component(seg, false))
+            .collect::<Vec<_>>()
+            .join("/");
+        if let Some(query) = query {
+            out.push('?');
+            let params: Vec<String> = query
+                .split('&')
+                .map(|param| self.query_param(param))
+                .collect();
+            out.push_str(&params.join("&"));
+        }
+        out
+    }
+
+    fn query_param(&self, param: &str) -> String {
+        let Some((key, value)) = param.split_once('=') else {
+            return self.component(param, true);
+        };
+        let key_decoded = decode_fully(key, true, DECODE_ROUNDS);
+        let key_out = self.component(key, true);
+        if self.keys.contains(key_decoded.trim()) {
+            if value.is_empty() {
+                return format!("{key_out}=");
+            }
+            let token = self.value_token(&decode_fully(value, true, DECODE_ROUNDS));
+            return format!("{key_out}={token}");
+        }
+        format!("{key_out}={}", self.component(value, true))
+    }
+}
+
+#[cfg(test)]
+mod tests;

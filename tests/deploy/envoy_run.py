@@ -4,8 +4,10 @@ stopped also on failure), stats and requests."""
 
 from __future__ import annotations
 
+import base64
 import http.server
 import os
+import secrets
 import subprocess
 import time
 import urllib.error
@@ -50,12 +52,18 @@ def poll(fn, what: str, tries: int = 200):
 
 
 @contextmanager
-def envoy(envoy_bin: Path, tmp: Path, boot: dict):
+def envoy(envoy_bin: Path, tmp: Path, boot: dict, drop_env: tuple[str, ...] = ()):
     cfg = tmp / "envoy.yaml"
     cfg.write_text(yaml.safe_dump(boot))
     admin_file = tmp / "admin.txt"
     log = open(tmp / "envoy.log", "wb")
-    env = dict(os.environ, DPP_KEYS="PLACEHOLDER", DPP_LOG_KEY="PLACEHOLDER")
+    # Keys made for this run only (the manifests name the variables; the
+    # values would come from the Secret). The log key is required by the
+    # shipped policy (logging.require_log_key).
+    keyring = "primary=k1 k1=" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+    env = dict(os.environ, DPP_GUARD_KEYS=keyring, DPP_GUARD_LOG_KEY=secrets.token_hex(32))
+    for name in drop_env:
+        env.pop(name, None)
     proc = subprocess.Popen(
         [str(envoy_bin), "-c", str(cfg), "--admin-address-path", str(admin_file), "--use-dynamic-base-id", "-l", "info"],
         stdout=log,

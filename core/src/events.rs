@@ -129,6 +129,22 @@ event_kinds! {
     /// The log key is missing or malformed: logs carry placeholders instead
     /// of pseudonyms and access records carry no chain MAC.
     LogKeyUnavailable = "log_key_unavailable", Warning, Logging;
+    /// The policy takes its keys from the plugin configuration (testing
+    /// only); logged at every start.
+    InlineKeysInUse = "inline_keys_in_use", Warning, Configuration;
+    /// A protected body exceeded the route's `body.max_bytes`.
+    BodyTooLarge = "body_too_large", Warning, Refusal;
+    /// A protected body is not valid JSON.
+    MalformedBody = "malformed_body", Warning, Refusal;
+    /// A protected body is not JSON by its content type.
+    UnsupportedContentType = "unsupported_content_type", Warning, Refusal;
+    /// A protected body is compressed (Content-Encoding other than identity).
+    UnsupportedContentEncoding = "unsupported_content_encoding", Warning, Refusal;
+    /// A field under a decrypt rule held no valid envelope: tampered,
+    /// truncated, moved, under an unknown key, or a plain value.
+    EnvelopeRejected = "envelope_rejected", High, Crypto;
+    /// Sealing a field failed (random source); nothing was forwarded.
+    EncryptionFailed = "encryption_failed", High, Crypto;
 }
 
 /// Counter of access records written (one per request the filter saw).

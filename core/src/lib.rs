@@ -7,10 +7,13 @@
 //! between Envoy and these functions.
 
 pub mod access;
+pub mod crypto;
 pub mod decision;
 pub mod events;
+pub mod json;
 pub mod logkey;
 pub mod policy;
+pub mod protect;
 pub mod scrub;
 pub mod transport;
 

@@ -8,6 +8,7 @@
 //! ([`upstream_guard`], root id `dpp_upstream_guard`) runs from the same
 //! module; [`dispatch::DispatchRoot`] picks the root type by root id.
 
+mod body;
 mod dispatch;
 mod logging;
 mod metrics;

@@ -1,8 +1,9 @@
-//! The root context: loads and holds the worker's policy and log sink.
+//! The root context: loads and holds the worker's policy, keyring and log sink.
 
 use std::rc::Rc;
 
 use dpp_core::access::chain::LogChain;
+use dpp_core::crypto::Keyring;
 use dpp_core::{EventKind, Policy, PolicyError, SecurityEvent};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
@@ -11,10 +12,12 @@ use crate::log;
 use crate::logging::LogSink;
 use crate::stream::GuardedStream;
 
-/// Holds the worker's compiled policy and log sink; hands both to every stream.
+/// Holds the worker's compiled policy, keyring and log sink; hands them to
+/// every stream.
 #[derive(Default)]
 pub struct PolicyRoot {
     policy: Option<Rc<Policy>>,
+    keyring: Option<Rc<Keyring>>,
     sink: Option<Rc<LogSink>>,
 }
 
@@ -32,7 +35,11 @@ impl RootContext for PolicyRoot {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         let policy = self.policy.clone()?;
         let sink = self.sink.clone()?;
-        Some(Box::new(GuardedStream::new(policy, sink)))
+        Some(Box::new(GuardedStream::new(
+            policy,
+            self.keyring.clone(),
+            sink,
+        )))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -42,6 +49,16 @@ impl RootContext for PolicyRoot {
 
 impl PolicyRoot {
     fn load(&mut self, policy: Policy) -> bool {
+        // The keyring comes from the VM's environment (WASI environ: Envoy
+        // `host_env_keys`). A policy whose keys cannot be loaded is refused
+        // like an invalid one: no field rule may run without its keys.
+        let keyring = match &policy.keys {
+            Some(source) => match source.load(|name| std::env::var(name).ok()) {
+                Ok(ring) => Some(Rc::new(ring)),
+                Err(e) => return refuse(&e),
+            },
+            None => None,
+        };
         let logging = &policy.logging;
         let (key, key_problem) = match logging.load_key() {
             Ok(key) => (Some(key), None),
@@ -71,6 +88,16 @@ impl PolicyRoot {
         for warning in dpp_core::transport::startup_warnings(&policy) {
             sink.emit(&warning);
         }
+        if policy.keys.as_ref().is_some_and(|k| k.is_inline()) {
+            // Said at every start, so nobody ships a test policy to
+            // production unnoticed.
+            log(
+                LogLevel::Warn,
+                "dpp-guard: WARNING field-encryption keys are inline in the plugin \
+                 configuration (testing only): Envoy's admin /config_dump prints them",
+            );
+            sink.emit(&SecurityEvent::new(EventKind::InlineKeysInUse).detail("keys.inline"));
+        }
         if let Some(e) = key_problem {
             sink.emit(
                 &SecurityEvent::new(EventKind::LogKeyUnavailable)
@@ -78,6 +105,7 @@ impl PolicyRoot {
             );
         }
         self.policy = Some(Rc::new(policy));
+        self.keyring = keyring;
         self.sink = Some(sink);
         true
     }

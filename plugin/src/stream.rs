@@ -2,6 +2,9 @@
 
 use std::rc::Rc;
 
+use dpp_core::crypto::Keyring;
+use dpp_core::policy::{Direction, FieldAction, Route};
+use dpp_core::protect::{self, BodyFailure};
 use dpp_core::{
     Actions, EventKind, LocalReply, Policy, RequestDecision, RequestFacts, RequestLogFacts,
     SecurityEvent, TlsFacts,
@@ -9,12 +12,19 @@ use dpp_core::{
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
+use crate::body::{BodyGuard, Step};
 use crate::logging::LogSink;
 use crate::transport_watch::{self, PlaintextWatch};
+
+/// Marks a message whose body dpp_guard holds, for the hold filters of
+/// envoy/dpp-guard-fields.yaml that keep its headers back until the body is
+/// rewritten (Envoy gives no body to a Wasm filter that paused headers).
+const HOLD_HEADER: &str = "x-dpp-guard-hold";
 
 /// One HTTP request/response under the policy.
 pub struct GuardedStream {
     policy: Rc<Policy>,
+    keyring: Option<Rc<Keyring>>,
     sink: Rc<LogSink>,
     /// Index of the policy route covering this stream, if any.
     route: Option<usize>,
@@ -24,12 +34,17 @@ pub struct GuardedStream {
     pub actions: Actions,
     /// Request facts kept for the access record (raw: scrubbed at log time).
     log_facts: RequestLogFacts,
+    request_body: BodyGuard,
+    response_body: BodyGuard,
+    /// Set once a local reply was sent: later callbacks let only that reply
+    /// through.
+    refused: bool,
 }
 
 impl Context for GuardedStream {}
 
 impl HttpContext for GuardedStream {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let host = self
             .get_http_request_header(":authority")
             .unwrap_or_default();
@@ -44,23 +59,9 @@ impl HttpContext for GuardedStream {
             route_name: route_name.as_deref(),
         };
 
-        match self.policy.decide_request(&facts) {
-            RequestDecision::Unprotected => Action::Continue,
-            RequestDecision::Proceed { route } => {
-                self.log_facts.policy_route = Some(route.name.clone());
-                if let Some((reply, event)) =
-                    transport_watch::downstream_refusal(&self.policy, route, &method)
-                {
-                    self.refuse(&reply, event);
-                    return Action::Pause;
-                }
-                self.route = self
-                    .policy
-                    .routes
-                    .iter()
-                    .position(|r| std::ptr::eq(r, route));
-                Action::Continue
-            }
+        let policy = Rc::clone(&self.policy);
+        let route = match policy.decide_request(&facts) {
+            RequestDecision::Unprotected => return Action::Continue,
             RequestDecision::Refuse {
                 route,
                 reply,
@@ -68,21 +69,87 @@ impl HttpContext for GuardedStream {
             } => {
                 self.log_facts.policy_route = Some(route.name.clone());
                 self.refuse(&reply, event);
-                Action::Pause
+                return Action::Pause;
             }
+            RequestDecision::Proceed { route } => route,
+        };
+        self.log_facts.policy_route = Some(route.name.clone());
+        if let Some((reply, event)) = transport_watch::downstream_refusal(&policy, route, &method) {
+            self.refuse(&reply, event);
+            return Action::Pause;
+        }
+        self.route = policy.routes.iter().position(|r| std::ptr::eq(r, route));
+
+        if route.fields(Direction::Response).is_some() {
+            // A compressed response could not be inspected (and would be
+            // refused): ask the upstream for identity encoding.
+            self.set_http_request_header("accept-encoding", None);
+        }
+        let mut guard = std::mem::take(&mut self.request_body);
+        let step = guard.on_headers(route, Direction::Request, end_of_stream, |name| {
+            self.get_http_request_header(name)
+        });
+        self.request_body = guard;
+        match step {
+            Step::Pass => Action::Continue,
+            Step::Hold => {
+                // The rewritten body has another length; Envoy re-frames it.
+                // Headers must continue: Envoy delivers no body to a filter
+                // that paused the headers (istio/istio#30213), so the body
+                // is held in the body callbacks instead.
+                self.set_http_request_header("content-length", None);
+                self.set_http_request_header(HOLD_HEADER, Some("1"));
+                Action::Continue
+            }
+            Step::Refuse(f) => self.refuse_body(route, Direction::Request, f),
         }
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.on_body(Direction::Request, body_size, end_of_stream)
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.on_trailers(Direction::Request)
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         if self.plaintext_watch.check(&self.policy, "response") {
             self.actions.raised(EventKind::PlaintextUpstreamObserved);
         }
-        if let Some(route) = self.route.and_then(|i| self.policy.routes.get(i)) {
-            for (name, value) in route.response_header_edits().set {
-                self.set_http_response_header(name, Some(value));
-            }
+        if self.refused {
+            // Our own local reply.
+            return Action::Continue;
         }
-        Action::Continue
+        let policy = Rc::clone(&self.policy);
+        let Some(route) = self.route.and_then(|i| policy.routes.get(i)) else {
+            return Action::Continue;
+        };
+        for (name, value) in route.response_header_edits().set {
+            self.set_http_response_header(name, Some(value));
+        }
+        let mut guard = std::mem::take(&mut self.response_body);
+        let step = guard.on_headers(route, Direction::Response, end_of_stream, |name| {
+            self.get_http_response_header(name)
+        });
+        self.response_body = guard;
+        match step {
+            Step::Pass => Action::Continue,
+            Step::Hold => {
+                self.set_http_response_header("content-length", None);
+                self.set_http_response_header(HOLD_HEADER, Some("1"));
+                Action::Continue
+            }
+            Step::Refuse(f) => self.refuse_body(route, Direction::Response, f),
+        }
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.on_body(Direction::Response, body_size, end_of_stream)
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.on_trailers(Direction::Response)
     }
 
     fn on_log(&mut self) {
@@ -95,21 +162,131 @@ impl HttpContext for GuardedStream {
 }
 
 impl GuardedStream {
-    pub fn new(policy: Rc<Policy>, sink: Rc<LogSink>) -> Self {
+    pub fn new(policy: Rc<Policy>, keyring: Option<Rc<Keyring>>, sink: Rc<LogSink>) -> Self {
         GuardedStream {
             policy,
+            keyring,
             sink,
             route: None,
             plaintext_watch: PlaintextWatch::default(),
             actions: Actions::default(),
             log_facts: RequestLogFacts::default(),
+            request_body: BodyGuard::default(),
+            response_body: BodyGuard::default(),
+            refused: false,
         }
+    }
+
+    /// Buffers a protected body until its end, then rewrites it in place.
+    fn on_body(&mut self, dir: Direction, body_size: usize, end_of_stream: bool) -> Action {
+        if self.refused {
+            // After a refusal the only response is our own local reply,
+            // which passes through these callbacks too: let it through.
+            // Request bytes stay held.
+            return match dir {
+                Direction::Request => Action::Pause,
+                Direction::Response => Action::Continue,
+            };
+        }
+        let policy = Rc::clone(&self.policy);
+        let Some(route) = self.route.and_then(|i| policy.routes.get(i)) else {
+            return Action::Continue;
+        };
+        let guard = match dir {
+            Direction::Request => &mut self.request_body,
+            Direction::Response => &mut self.response_body,
+        };
+        match guard.on_body(route, body_size) {
+            Step::Pass => return Action::Continue,
+            Step::Refuse(f) => return self.refuse_body(route, dir, f),
+            Step::Hold if !end_of_stream => return Action::Pause,
+            Step::Hold => {}
+        }
+        self.finish_body(route, dir, body_size)
+    }
+
+    /// Trailers end a body too (HTTP/2, or HTTP/1 with trailers enabled): a
+    /// body still held is rewritten now, never passed on as it is.
+    fn on_trailers(&mut self, dir: Direction) -> Action {
+        if self.refused {
+            return match dir {
+                Direction::Request => Action::Pause,
+                Direction::Response => Action::Continue,
+            };
+        }
+        let pending = match dir {
+            Direction::Request => self.request_body.pending_at_trailers(),
+            Direction::Response => self.response_body.pending_at_trailers(),
+        };
+        let policy = Rc::clone(&self.policy);
+        match (pending, self.route.and_then(|i| policy.routes.get(i))) {
+            (Some(size), Some(route)) => self.finish_body(route, dir, size),
+            _ => Action::Continue,
+        }
+    }
+
+    /// Rewrites the complete buffered body of `dir` in place, or refuses it.
+    fn finish_body(&mut self, route: &Route, dir: Direction, body_size: usize) -> Action {
+        match dir {
+            Direction::Request => self.request_body.finish(),
+            Direction::Response => self.response_body.finish(),
+        }
+        if body_size == 0 {
+            return Action::Continue;
+        }
+        let body = match dir {
+            Direction::Request => self.get_http_request_body(0, body_size),
+            Direction::Response => self.get_http_response_body(0, body_size),
+        }
+        .unwrap_or_default();
+        if body.len() != body_size {
+            // Envoy could not hand over the buffered body: it cannot be
+            // checked, so it does not pass.
+            return self.refuse_body(route, dir, BodyFailure::Malformed);
+        }
+        // The keyring is loaded whenever a route has rules (on_configure
+        // refuses the policy otherwise); its absence here is still refused.
+        let (Some(rules), Some(keyring)) = (route.fields(dir), self.keyring.as_deref()) else {
+            return self.refuse_body(route, dir, BodyFailure::Seal);
+        };
+        match protect::rewrite_counted(rules, keyring, &body) {
+            Ok((new, fields)) => {
+                match rules.action {
+                    FieldAction::Encrypt => {
+                        self.actions.fields_encrypted =
+                            self.actions.fields_encrypted.saturating_add(fields)
+                    }
+                    FieldAction::Decrypt => {
+                        self.actions.fields_decrypted =
+                            self.actions.fields_decrypted.saturating_add(fields)
+                    }
+                }
+                if let Some(new) = new {
+                    match dir {
+                        Direction::Request => self.set_http_request_body(0, body_size, &new),
+                        Direction::Response => self.set_http_response_body(0, body_size, &new),
+                    }
+                }
+                Action::Continue
+            }
+            Err(f) => self.refuse_body(route, dir, f),
+        }
+    }
+
+    /// Fails closed on a protected body: a JSON error reply, a security
+    /// event, nothing of the body forwarded.
+    fn refuse_body(&mut self, route: &Route, dir: Direction, failure: BodyFailure) -> Action {
+        let method = self.log_facts.method.clone();
+        let (reply, event) = failure.reply(dir, &route.name, &method);
+        self.refuse(&reply, event);
+        Action::Pause
     }
 
     /// Answers with the filter's own reply instead of forwarding, reports
     /// the event (joined to the access record by request id) and records
     /// both in the stream's actions.
     fn refuse(&mut self, reply: &LocalReply, event: SecurityEvent) {
+        self.refused = true;
         let event = match &self.log_facts.request_id {
             Some(id) => event.request_id(id),
             None => event,

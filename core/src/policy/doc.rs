@@ -9,11 +9,63 @@ use super::PolicyError;
 #[serde(deny_unknown_fields)]
 pub struct PolicyDoc {
     pub version: u64,
+    /// Where the keyring comes from (required by encrypt/decrypt rules).
+    pub keys: Option<KeysDoc>,
     #[serde(default)]
     pub routes: Vec<RouteDoc>,
     pub logging: Option<super::logging::LoggingDoc>,
     /// Encryption in transit; compiled in `transport.rs`.
     pub transport: Option<super::transport::TransportDoc>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysDoc {
+    pub env: Option<String>,
+    pub inline: Option<String>,
+    #[serde(default)]
+    pub allow_inline_keys_for_testing_only: bool,
+}
+
+impl std::fmt::Debug for KeysDoc {
+    // `inline` holds key material.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeysDoc")
+            .field("env", &self.env)
+            .field("inline", &self.inline.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptRuleDoc {
+    pub direction: String,
+    pub preset: Option<String>,
+    #[serde(default)]
+    pub selectors: Vec<String>,
+    pub mode: Option<String>,
+    pub context: Option<String>,
+    #[serde(default)]
+    pub blind_index: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecryptRuleDoc {
+    pub direction: String,
+    pub preset: Option<String>,
+    #[serde(default)]
+    pub selectors: Vec<String>,
+    pub context: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BodyDoc {
+    pub max_bytes: Option<u64>,
+    pub non_json: Option<String>,
+    pub content_encoding: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -26,6 +78,11 @@ pub struct RouteDoc {
     pub kill_switch: bool,
     #[serde(default)]
     pub no_store: bool,
+    #[serde(default)]
+    pub encrypt: Vec<EncryptRuleDoc>,
+    #[serde(default)]
+    pub decrypt: Vec<DecryptRuleDoc>,
+    pub body: Option<BodyDoc>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -11,12 +11,17 @@
 //! does not change.
 
 mod doc;
+mod fields;
 mod logging;
 mod route;
 mod transport;
 
 use std::fmt;
 
+pub use fields::{
+    BodyOptions, Direction, FieldAction, FieldRule, FieldRules, KeySource, NonJson,
+    DEFAULT_MAX_BODY_BYTES,
+};
 pub use logging::{LoggingPolicy, DEFAULT_LOG_KEY_ENV};
 pub use route::{HostMatch, MethodSet, PathMatch, Route, RouteMatch};
 pub use transport::{
@@ -61,6 +66,8 @@ impl std::error::Error for PolicyError {}
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub routes: Vec<Route>,
+    /// Where the keyring comes from; set when any route has field rules.
+    pub keys: Option<KeySource>,
     /// Encryption in transit (upstream guard, downstream TLS).
     pub transport: Transport,
     pub logging: LoggingPolicy,
@@ -94,10 +101,21 @@ impl Policy {
             }
             routes.push(Route::compile(r, &at)?);
         }
+        let keys = doc.keys.map(KeySource::compile).transpose()?;
+        let needs_keys = routes
+            .iter()
+            .any(|r| r.request_fields.is_some() || r.response_fields.is_some());
+        if needs_keys && keys.is_none() {
+            return Err(PolicyError::new(
+                "keys",
+                "required: routes have `encrypt` or `decrypt` rules",
+            ));
+        }
         let transport = Transport::compile(doc.transport)?;
         let logging = LoggingPolicy::compile(doc.logging)?;
         Ok(Policy {
             routes,
+            keys,
             transport,
             logging,
             sha256: sha256_hex(bytes),

@@ -3,6 +3,7 @@
 use regex_lite::Regex;
 
 use super::doc::{MatchDoc, PathDoc, RouteDoc};
+use super::fields::{self, BodyOptions, FieldRules};
 use super::PolicyError;
 use crate::RequestFacts;
 
@@ -15,6 +16,12 @@ pub struct Route {
     pub kill_switch: bool,
     /// Responses get `Cache-Control: no-store` and `Pragma: no-cache`.
     pub no_store: bool,
+    /// Field encryption / decryption of the request body.
+    pub request_fields: Option<FieldRules>,
+    /// Field encryption / decryption of the response body.
+    pub response_fields: Option<FieldRules>,
+    /// Limits and content checks for bodies under field rules.
+    pub body: BodyOptions,
 }
 
 /// All conditions must hold; an absent condition matches everything.
@@ -50,11 +57,23 @@ impl Route {
         if doc.name.trim().is_empty() {
             return Err(PolicyError::new(format!("{at}.name"), "must not be empty"));
         }
+        let matcher = RouteMatch::compile(doc.matcher, &format!("{at}.match"))?;
+        let (request_fields, response_fields) =
+            fields::compile_rules(doc.encrypt, doc.decrypt, at)?;
+        if doc.body.is_some() && request_fields.is_none() && response_fields.is_none() {
+            return Err(PolicyError::new(
+                format!("{at}.body"),
+                "only applies to routes with `encrypt` or `decrypt` rules",
+            ));
+        }
         Ok(Route {
             name: doc.name,
-            matcher: RouteMatch::compile(doc.matcher, &format!("{at}.match"))?,
+            matcher,
             kill_switch: doc.kill_switch,
             no_store: doc.no_store,
+            request_fields,
+            response_fields,
+            body: BodyOptions::compile(doc.body, &format!("{at}.body"))?,
         })
     }
 }
@@ -201,5 +220,15 @@ impl MethodSet {
 
     pub fn contains(&self, method: &str) -> bool {
         self.0.iter().any(|m| m == method)
+    }
+}
+
+impl Route {
+    /// The field rules of one direction, if any.
+    pub fn fields(&self, dir: fields::Direction) -> Option<&FieldRules> {
+        match dir {
+            fields::Direction::Request => self.request_fields.as_ref(),
+            fields::Direction::Response => self.response_fields.as_ref(),
+        }
     }
 }

@@ -186,3 +186,95 @@ fn no_store_sets_both_headers() {
     );
     assert!(p.routes[1].response_header_edits().set.is_empty());
 }
+
+mod fields {
+    use crate::crypto::Mode;
+    use crate::policy::{Direction, FieldAction, KeySource, NonJson, Policy};
+
+    fn err(doc: &str) -> (String, String) {
+        let e = Policy::from_json(doc.as_bytes()).unwrap_err();
+        (e.field, e.problem)
+    }
+
+    #[test]
+    fn encryption_sections_compile() {
+        let p = Policy::from_json(
+            br#"{"version":1,"keys":{"env":"DPP_GUARD_KEYS"},"routes":[{"name":"orders",
+                "encrypt":[{"direction":"request","preset":"sp-api-orders","mode":"deterministic","context":"t1","blind_index":true},
+                           {"direction":"request","selectors":["$..Phone"]}],
+                "decrypt":[{"direction":"response","selectors":["$.a[*].b"],"context":"t1"}],
+                "body":{"max_bytes":4096,"non_json":"pass","content_encoding":"reject"}}]}"#,
+        )
+        .unwrap();
+        let r = &p.routes[0];
+        let req = r.fields(Direction::Request).unwrap();
+        assert_eq!(req.action, FieldAction::Encrypt);
+        assert_eq!(req.rules.len(), 2);
+        assert_eq!(req.rules[0].mode, Mode::Deterministic);
+        assert!(req.rules[0].blind_index);
+        assert_eq!(req.rules[1].mode, Mode::Random);
+        assert_eq!(
+            r.fields(Direction::Response).unwrap().action,
+            FieldAction::Decrypt
+        );
+        assert_eq!(r.body.max_bytes, 4096);
+        assert_eq!(r.body.non_json, NonJson::Pass);
+        assert!(matches!(&p.keys, Some(KeySource::Env(n)) if n == "DPP_GUARD_KEYS"));
+    }
+
+    #[test]
+    fn every_mistake_names_its_field() {
+        let route = |r: &str| {
+            format!(r#"{{"version":1,"keys":{{"env":"K"}},"routes":[{{"name":"o",{r}}}]}}"#)
+        };
+        let cases = [
+            (r#"{"version":1,"routes":[{"name":"o","encrypt":[{"direction":"request","preset":"sp-api-orders"}]}]}"#.to_string(), "keys"),
+            (route(r#""encrypt":[{"direction":"up","preset":"sp-api-orders"}]"#), "routes[0].encrypt[0].direction"),
+            (route(r#""encrypt":[{"direction":"request","preset":"nope"}]"#), "routes[0].encrypt[0].preset"),
+            (route(r#""encrypt":[{"direction":"request"}]"#), "routes[0].encrypt[0].selectors"),
+            (route(r#""encrypt":[{"direction":"request","selectors":["$.ok","a.b"]}]"#), "routes[0].encrypt[0].selectors[1]"),
+            (route(r#""encrypt":[{"direction":"request","selectors":["$.a"],"mode":"ecb"}]"#), "routes[0].encrypt[0].mode"),
+            (route(r#""encrypt":[{"direction":"request","selectors":["$.a"]}],"decrypt":[{"direction":"request","selectors":["$.b"]}]"#), "routes[0].decrypt[0].direction"),
+            (route(r#""decrypt":[{"direction":"request","selectors":["$.b"],"mode":"random"}]"#), "routes[0].decrypt[0].mode"),
+            (route(r#""encrypt":[{"direction":"request","selectors":["$.a"]}],"body":{"max_bytes":0}"#), "routes[0].body.max_bytes"),
+            (route(r#""encrypt":[{"direction":"request","selectors":["$.a"]}],"body":{"non_json":"maybe"}"#), "routes[0].body.non_json"),
+            (route(r#""encrypt":[{"direction":"request","selectors":["$.a"]}],"body":{"content_encoding":"pass"}"#), "routes[0].body.content_encoding"),
+            (route(r#""body":{"max_bytes":10}"#), "routes[0].body"),
+            (r#"{"version":1,"keys":{"inline":"k1=AAAA"}}"#.to_string(), "keys.inline"),
+            (r#"{"version":1,"keys":{"env":"A B"}}"#.to_string(), "keys.env"),
+            (r#"{"version":1,"keys":{"env":"A","inline":"x"}}"#.to_string(), "keys"),
+            (r#"{"version":1,"keys":{"env":"A","extra":1}}"#.to_string(), "keys.extra"),
+        ];
+        for (doc, field) in cases {
+            let (f, problem) = err(&doc);
+            assert_eq!(f, field, "{doc}: {problem}");
+        }
+    }
+
+    #[test]
+    fn keyring_loads_from_the_named_variable_without_echoing_it() {
+        let p = Policy::from_json(br#"{"version":1,"keys":{"env":"DPP_KEYS"}}"#).unwrap();
+        let keys = p.keys.as_ref().unwrap();
+        let ok = "k1=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+        let ring = keys
+            .load(|n| (n == "DPP_KEYS").then(|| ok.to_string()))
+            .unwrap();
+        assert_eq!(ring.primary().id().as_str(), "k1");
+        let missing = keys.load(|_| None).unwrap_err();
+        assert_eq!(missing.field, "keys.env");
+        assert!(missing.problem.contains("DPP_KEYS"));
+        let bad = keys
+            .load(|_| Some("k1=c2VjcmV0LWtleS10ZXh0".into()))
+            .unwrap_err();
+        assert_eq!(bad.field, "keys.env");
+        assert!(!bad.problem.contains("c2VjcmV0"));
+        let inline = Policy::from_json(
+            format!(r#"{{"version":1,"keys":{{"inline":"{ok}","allow_inline_keys_for_testing_only":true}}}}"#).as_bytes(),
+        )
+        .unwrap();
+        let src = inline.keys.as_ref().unwrap();
+        assert!(src.is_inline());
+        assert!(src.load(|_| None).is_ok());
+        assert!(!format!("{inline:?}").contains("AAEC"));
+    }
+}

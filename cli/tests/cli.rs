@@ -1,0 +1,82 @@
+//! The CLI as a user runs it: keygen, encrypt, decrypt, rotation.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_dpp-guard"))
+}
+
+fn keygen(id: &str) -> String {
+    let out = bin().args(["keygen", id]).output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn run(cmd: &str, policy: &str, keys: &str, doc: &[u8]) -> Output {
+    let mut child = bin()
+        .args([cmd, "--policy", policy, "--route", "orders", "-"])
+        .env("TEST_KEYS", keys)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(doc).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+const DOC: &str = r#"{"payload":{"AmazonOrderId":"1","BuyerInfo":{"BuyerEmail":"jane@example.com","BuyerName":"Jane"}}}"#;
+
+#[test]
+fn encrypt_decrypt_and_rotate() {
+    let dir = std::env::temp_dir().join(format!("dpp-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = dir.join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"version":1,"keys":{"env":"TEST_KEYS"},"routes":[{"name":"orders",
+            "encrypt":[{"direction":"request","preset":"sp-api-orders","context":"tenant-1"}]}]}"#,
+    )
+    .unwrap();
+    let policy = policy.to_str().unwrap();
+    let (k1, k2) = (keygen("k1"), keygen("k2"));
+    assert!(k1.starts_with("k1=") && k1.len() == 3 + 43);
+
+    let enc = run("encrypt", policy, &k1, DOC.as_bytes());
+    assert!(
+        enc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&enc.stderr)
+    );
+    let enc_text = String::from_utf8(enc.stdout.clone()).unwrap();
+    assert!(!enc_text.contains("jane@example.com") && !enc_text.contains("Jane\""));
+    assert!(enc_text.contains("\"dpg1.k1."));
+
+    // Rotation: k2 promoted, k1 still decrypts old data, new data uses k2.
+    let ring2 = format!("{k1} {k2} primary=k2");
+    let dec = run("decrypt", policy, &ring2, &enc.stdout);
+    assert!(dec.status.success());
+    assert_eq!(String::from_utf8(dec.stdout).unwrap(), DOC);
+    let enc2 = run("encrypt", policy, &ring2, DOC.as_bytes());
+    assert!(String::from_utf8(enc2.stdout.clone())
+        .unwrap()
+        .contains("\"dpg1.k2."));
+
+    // k1 removed: its data fails closed, k2 data still opens.
+    let dec_old = run("decrypt", policy, &k2, &enc.stdout);
+    assert_eq!(dec_old.status.code(), Some(1));
+    assert!(dec_old.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&dec_old.stderr).contains("unknown_key"));
+    assert!(run("decrypt", policy, &k2, &enc2.stdout).status.success());
+
+    // A tampered envelope fails and prints nothing.
+    let tampered = enc_text.replacen("\"dpg1.k1.", "\"dpg1.k1.A", 1);
+    let t = run("decrypt", policy, &k1, tampered.as_bytes());
+    assert_eq!(t.status.code(), Some(1));
+    assert!(t.stdout.is_empty());
+    // The key never appears in any error output.
+    let secret = k1.split_once('=').unwrap().1;
+    assert!(!String::from_utf8_lossy(&t.stderr).contains(secret));
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -1,0 +1,342 @@
+//! The envelope: one encrypted JSON value as a self-describing string.
+//!
+//! ```text
+//! dpg1.<key id>.<base64url(nonce[12] || ciphertext || tag[16])>[.<base64url(blind index[8])>]
+//! ```
+//!
+//! Authenticated data (never sent, rebuilt by the reader):
+//! `"dpg1" || u8 len || key id || u32be len || canonical path || u32be len || context`.
+//! The version and key id are therefore authenticated (unlike Tink's
+//! prefix), and an envelope copied to another field or context fails.
+//! The plaintext is the value's JSON text, so decryption restores the type.
+//! Full specification: docs/envelope.md.
+
+use std::fmt;
+
+use aes_gcm_siv::aead::AeadInPlace;
+use aes_gcm_siv::{Nonce, Tag};
+use base64ct::{Base64UrlUnpadded, Encoding};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::keyring::{Key, Keyring};
+use crate::json;
+
+/// Version tag, first field of every envelope.
+pub const PREFIX: &str = "dpg1.";
+const VERSION: &[u8] = b"dpg1";
+pub const NONCE_LEN: usize = 12;
+pub const TAG_LEN: usize = 16;
+/// Blind index length: 64 bits keeps collisions rare for equality lookups
+/// while every index value is shared by many possible plaintexts.
+pub const BLIND_INDEX_LEN: usize = 8;
+
+/// How the nonce is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// 96 random bits from the system source (getrandom): equal values give
+    /// unrelated envelopes.
+    Random,
+    /// Synthetic nonce = HMAC-SHA256(nonce key, aad || canonical value),
+    /// truncated to 96 bits: equal (value, path, context, key) give equal
+    /// envelopes, for equality joins. Leaks equality, nothing else
+    /// (GCM-SIV is nonce-misuse resistant).
+    Deterministic,
+}
+
+/// Options for sealing one value.
+#[derive(Debug, Clone, Copy)]
+pub struct SealOptions<'a> {
+    pub mode: Mode,
+    pub context: &'a [u8],
+    pub blind_index: bool,
+}
+
+/// Why an envelope did not open, or a value could not be sealed. None of
+/// these carry the value or key material.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvelopeError {
+    /// Not an envelope at all (a selected field held a plain value).
+    NotEnvelope,
+    /// `dpgN.` with an N this build does not read.
+    UnsupportedVersion,
+    /// Structurally broken or too short (truncated).
+    Malformed,
+    /// The key id is not in the keyring (removed, or never rolled out).
+    UnknownKey,
+    /// Authentication failed: changed bytes, another path or context.
+    Tampered,
+    /// Authenticated, but the plaintext is not one JSON value.
+    BadPlaintext,
+    /// The value to seal is not JSON, or the random source failed.
+    Seal,
+}
+
+impl EnvelopeError {
+    /// Stable short name for events and error bodies.
+    pub fn code(self) -> &'static str {
+        match self {
+            EnvelopeError::NotEnvelope => "not_an_envelope",
+            EnvelopeError::UnsupportedVersion => "unsupported_envelope_version",
+            EnvelopeError::Malformed => "malformed_envelope",
+            EnvelopeError::UnknownKey => "unknown_key",
+            EnvelopeError::Tampered => "envelope_authentication_failed",
+            EnvelopeError::BadPlaintext => "bad_plaintext",
+            EnvelopeError::Seal => "seal_failed",
+        }
+    }
+}
+
+impl fmt::Display for EnvelopeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl std::error::Error for EnvelopeError {}
+
+fn aad(out: &mut Vec<u8>, key_id: &str, path: &str, context: &[u8]) {
+    out.clear();
+    out.extend_from_slice(VERSION);
+    // Length prefixes make the encoding injective: no two (id, path,
+    // context) triples share an AAD.
+    out.push(key_id.len() as u8);
+    out.extend_from_slice(key_id.as_bytes());
+    out.extend_from_slice(&(path.len() as u32).to_be_bytes());
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(&(context.len() as u32).to_be_bytes());
+    out.extend_from_slice(context);
+}
+
+/// Reusable buffers so sealing many fields allocates once per body.
+#[derive(Default)]
+pub struct Scratch {
+    aad: Vec<u8>,
+    buf: Vec<u8>,
+    canon: Vec<u8>,
+    /// Random nonces drawn in batches: one call to the system source (a
+    /// host call in the proxy) per [`NONCE_BATCH`] fields instead of one
+    /// per field.
+    nonces: Vec<u8>,
+    nonce_pos: usize,
+}
+
+/// Nonces fetched per call to the random source.
+pub const NONCE_BATCH: usize = 16;
+
+impl Scratch {
+    fn random_nonce(&mut self, out: &mut [u8]) -> Result<(), EnvelopeError> {
+        if self.nonce_pos + NONCE_LEN > self.nonces.len() {
+            self.nonces.resize(NONCE_LEN * NONCE_BATCH, 0);
+            getrandom::fill(&mut self.nonces).map_err(|_| EnvelopeError::Seal)?;
+            self.nonce_pos = 0;
+        }
+        let next = self
+            .nonces
+            .get(self.nonce_pos..self.nonce_pos + NONCE_LEN)
+            .ok_or(EnvelopeError::Seal)?;
+        out.copy_from_slice(next);
+        self.nonce_pos += NONCE_LEN;
+        Ok(())
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // `canon` and `buf` held plaintext at some point.
+        use zeroize::Zeroize;
+        self.canon.zeroize();
+        self.buf.zeroize();
+    }
+}
+
+fn blind_index(key: &Key, path: &str, context: &[u8], canon: &[u8]) -> Hmac<Sha256> {
+    let mut mac = prf(&key.index_key);
+    mac.update(&(path.len() as u32).to_be_bytes());
+    mac.update(path.as_bytes());
+    mac.update(&(context.len() as u32).to_be_bytes());
+    mac.update(context);
+    mac.update(canon);
+    mac
+}
+
+/// HMAC-SHA256 keyed with a 256-bit subkey. HMAC pads keys shorter than
+/// its 64-byte block with zeros, so padding here gives the same function
+/// through the infallible constructor (no `unwrap` on the request path).
+pub(crate) fn prf(key: &[u8; 32]) -> Hmac<Sha256> {
+    use hmac::digest::KeyInit;
+    let mut block = zeroize::Zeroizing::new([0u8; 64]);
+    block[..32].copy_from_slice(key);
+    <Hmac<Sha256> as KeyInit>::new(block.as_ref().into())
+}
+
+/// Seals one JSON value (`raw`, its exact text) found at `path`, appending
+/// the envelope as a JSON string (with quotes) to `out`.
+pub fn seal_into(
+    key: &Key,
+    path: &str,
+    raw: &[u8],
+    opts: SealOptions<'_>,
+    scratch: &mut Scratch,
+    out: &mut Vec<u8>,
+) -> Result<(), EnvelopeError> {
+    let id = key.id().as_str();
+    aad(&mut scratch.aad, id, path, opts.context);
+    let needs_canon = opts.mode == Mode::Deterministic || opts.blind_index;
+    if needs_canon {
+        scratch.canon.clear();
+        json::canonical(raw, &mut scratch.canon).map_err(|_| EnvelopeError::Seal)?;
+    }
+    // Deterministic mode encrypts the canonical text so equal values with
+    // different spelling still give equal envelopes; random mode keeps the
+    // exact spelling.
+    let plaintext: &[u8] = if opts.mode == Mode::Deterministic {
+        &scratch.canon
+    } else {
+        raw
+    };
+
+    let mut nonce = [0u8; NONCE_LEN];
+    match opts.mode {
+        Mode::Random => scratch.random_nonce(&mut nonce)?,
+        Mode::Deterministic => {
+            let mut mac = prf(&key.nonce_key);
+            mac.update(&scratch.aad);
+            mac.update(plaintext);
+            let prf = mac.finalize().into_bytes();
+            nonce.copy_from_slice(&prf[..NONCE_LEN]);
+        }
+    }
+    let plaintext: &[u8] = if opts.mode == Mode::Deterministic {
+        &scratch.canon
+    } else {
+        raw
+    };
+    let buf = &mut scratch.buf;
+    buf.clear();
+    buf.extend_from_slice(&nonce);
+    buf.extend_from_slice(plaintext);
+    let (nonce, body) = buf.split_at_mut(NONCE_LEN);
+    let tag = key
+        .aead
+        .encrypt_in_place_detached(Nonce::from_slice(nonce), &scratch.aad, body)
+        .map_err(|_| EnvelopeError::Seal)?;
+    buf.extend_from_slice(&tag);
+
+    out.push(b'"');
+    out.extend_from_slice(PREFIX.as_bytes());
+    out.extend_from_slice(id.as_bytes());
+    out.push(b'.');
+    encode_b64(buf, out);
+    if opts.blind_index {
+        let mac = blind_index(key, path, opts.context, &scratch.canon).finalize();
+        out.push(b'.');
+        encode_b64(&mac.into_bytes()[..BLIND_INDEX_LEN], out);
+    }
+    out.push(b'"');
+    Ok(())
+}
+
+fn encode_b64(src: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    let len = Base64UrlUnpadded::encoded_len(src);
+    out.resize(start + len, 0);
+    // The destination is exactly the encoded length, so this cannot fail.
+    let _ = Base64UrlUnpadded::encode(src, &mut out[start..]);
+}
+
+/// Opens the envelope `text` (the JSON string's content, no quotes) found at
+/// `path`, appending the original JSON value's text to `out`.
+pub fn open_into(
+    keyring: &Keyring,
+    path: &str,
+    text: &[u8],
+    context: &[u8],
+    scratch: &mut Scratch,
+    out: &mut Vec<u8>,
+) -> Result<(), EnvelopeError> {
+    let text = std::str::from_utf8(text).map_err(|_| EnvelopeError::NotEnvelope)?;
+    let Some(rest) = text.strip_prefix(PREFIX) else {
+        let versioned = text.strip_prefix("dpg").is_some_and(|r| {
+            r.split_once('.')
+                .is_some_and(|(v, _)| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        });
+        return Err(if versioned {
+            EnvelopeError::UnsupportedVersion
+        } else {
+            EnvelopeError::NotEnvelope
+        });
+    };
+    let mut parts = rest.split('.');
+    let (Some(id), Some(payload)) = (parts.next(), parts.next()) else {
+        return Err(EnvelopeError::Malformed);
+    };
+    let index = parts.next();
+    if parts.next().is_some() {
+        return Err(EnvelopeError::Malformed);
+    }
+    // The key is chosen by the authenticated key id, never by trial:
+    // GCM-SIV is not key-committing.
+    let key = keyring.get(id).ok_or(EnvelopeError::UnknownKey)?;
+
+    let buf = &mut scratch.buf;
+    buf.clear();
+    // Decoded base64 is never longer than its text.
+    buf.resize(payload.len(), 0);
+    let n = Base64UrlUnpadded::decode(payload, buf)
+        .map_err(|_| EnvelopeError::Malformed)?
+        .len();
+    buf.truncate(n);
+    if n < NONCE_LEN + TAG_LEN {
+        return Err(EnvelopeError::Malformed);
+    }
+    aad(&mut scratch.aad, id, path, context);
+    let (nonce, rest) = buf.split_at_mut(NONCE_LEN);
+    let (body, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
+    key.aead
+        .decrypt_in_place_detached(
+            Nonce::from_slice(nonce),
+            &scratch.aad,
+            body,
+            Tag::from_slice(tag),
+        )
+        .map_err(|_| EnvelopeError::Tampered)?;
+    let plaintext: &[u8] = body;
+    json::validate(plaintext).map_err(|_| EnvelopeError::BadPlaintext)?;
+
+    if let Some(index) = index {
+        // The blind index sits outside the AEAD; recompute and compare so a
+        // swapped index is caught like any other change.
+        let mut given = [0u8; BLIND_INDEX_LEN];
+        match Base64UrlUnpadded::decode(index, &mut given) {
+            Ok(g) if g.len() == BLIND_INDEX_LEN => {}
+            _ => return Err(EnvelopeError::Malformed),
+        }
+        scratch.canon.clear();
+        json::canonical(plaintext, &mut scratch.canon).map_err(|_| EnvelopeError::BadPlaintext)?;
+        blind_index(key, path, context, &scratch.canon)
+            .verify_truncated_left(&given)
+            .map_err(|_| EnvelopeError::Tampered)?;
+    }
+    out.extend_from_slice(plaintext);
+    Ok(())
+}
+
+/// The blind index of a value as it appears in envelopes (base64url), for
+/// building lookup keys outside the proxy (CLI, batch jobs).
+pub fn blind_index_of(
+    key: &Key,
+    path: &str,
+    raw: &[u8],
+    context: &[u8],
+) -> Result<String, EnvelopeError> {
+    let mut canon = Vec::new();
+    json::canonical(raw, &mut canon).map_err(|_| EnvelopeError::Seal)?;
+    let mac = blind_index(key, path, context, &canon).finalize();
+    Ok(Base64UrlUnpadded::encode_string(
+        &mac.into_bytes()[..BLIND_INDEX_LEN],
+    ))
+}
+
+#[cfg(test)]
+mod tests;

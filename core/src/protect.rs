@@ -1,0 +1,216 @@
+//! Protecting bodies: the checks on headers, and the rewrite of a complete
+//! body under a route's field rules. The filter calls these two functions
+//! and turns a [`BodyFailure`] into a local reply and a security event.
+//!
+//! Status codes (documented in docs/policy.md):
+//!
+//! | failure                         | request | response |
+//! |---------------------------------|---------|----------|
+//! | body over `body.max_bytes`      | 413     | 502      |
+//! | not JSON (`non_json: reject`)   | 415     | 502      |
+//! | Content-Encoding not identity   | 415     | 502      |
+//! | malformed JSON                  | 400     | 502      |
+//! | envelope refused (decrypt)      | 502     | 502      |
+//! | sealing failed (encrypt)        | 500     | 502      |
+
+use crate::crypto::envelope::{self, Scratch, SealOptions};
+use crate::crypto::{EnvelopeError, Keyring};
+use crate::decision::LocalReply;
+use crate::events::{EventKind, SecurityEvent};
+use crate::json::{self, SpliceError};
+use crate::policy::{BodyOptions, Direction, FieldAction, FieldRules, NonJson};
+
+/// Why a protected body was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFailure {
+    TooLarge,
+    NotJson,
+    ContentEncoding,
+    Malformed,
+    Envelope(EnvelopeError),
+    Seal,
+}
+
+impl BodyFailure {
+    pub fn code(self) -> &'static str {
+        match self {
+            BodyFailure::TooLarge => "body_too_large",
+            BodyFailure::NotJson => "unsupported_content_type",
+            BodyFailure::ContentEncoding => "unsupported_content_encoding",
+            BodyFailure::Malformed => "malformed_json",
+            BodyFailure::Envelope(_) => "envelope_rejected",
+            BodyFailure::Seal => "encryption_failed",
+        }
+    }
+
+    pub fn status(self, dir: Direction) -> u32 {
+        match (dir, self) {
+            // A response we cannot vouch for is the upstream's fault.
+            (Direction::Response, _) => 502,
+            (Direction::Request, BodyFailure::TooLarge) => 413,
+            (Direction::Request, BodyFailure::NotJson | BodyFailure::ContentEncoding) => 415,
+            (Direction::Request, BodyFailure::Malformed) => 400,
+            // The contract: an envelope that does not open is a
+            // bad gateway whichever way it travels.
+            (Direction::Request, BodyFailure::Envelope(_)) => 502,
+            (Direction::Request, BodyFailure::Seal) => 500,
+        }
+    }
+
+    pub fn event_kind(self) -> EventKind {
+        match self {
+            BodyFailure::TooLarge => EventKind::BodyTooLarge,
+            BodyFailure::NotJson => EventKind::UnsupportedContentType,
+            BodyFailure::ContentEncoding => EventKind::UnsupportedContentEncoding,
+            BodyFailure::Malformed => EventKind::MalformedBody,
+            BodyFailure::Envelope(_) => EventKind::EnvelopeRejected,
+            BodyFailure::Seal => EventKind::EncryptionFailed,
+        }
+    }
+
+    fn message(self, dir: Direction) -> &'static str {
+        match (self, dir) {
+            (BodyFailure::TooLarge, _) => "the body is larger than this route allows",
+            (BodyFailure::NotJson, _) => "this route only carries JSON bodies",
+            (BodyFailure::ContentEncoding, _) => {
+                "compressed bodies cannot be inspected on this route"
+            }
+            (BodyFailure::Malformed, _) => "the body is not valid JSON",
+            (BodyFailure::Envelope(_), _) => "a protected field could not be decrypted",
+            (BodyFailure::Seal, _) => "a protected field could not be encrypted",
+        }
+    }
+
+    /// The local reply and the event for this failure. Neither contains
+    /// request data: codes and the route name only.
+    pub fn reply(self, dir: Direction, route: &str, method: &str) -> (LocalReply, SecurityEvent) {
+        let reply = LocalReply::json(self.status(dir), self.code(), self.message(dir));
+        let detail = match self {
+            BodyFailure::Envelope(e) => format!("{}: {}", dir.name(), e.code()),
+            _ => dir.name().to_string(),
+        };
+        let event = SecurityEvent::new(self.event_kind())
+            .route(route)
+            .method(method)
+            .detail(detail);
+        (reply, event)
+    }
+}
+
+/// The headers of a body under field rules, as the filter reads them.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BodyHeaders<'a> {
+    pub content_type: Option<&'a str>,
+    pub content_encoding: Option<&'a str>,
+    pub content_length: Option<&'a str>,
+}
+
+/// What to do with a body after its headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyPlan {
+    /// Buffer it and call [`rewrite`] at the end of the stream.
+    Buffer,
+    /// Let it pass untouched (`non_json: pass` with a non-JSON type).
+    Pass,
+}
+
+/// `application/json` or `application/<anything>+json`, parameters allowed.
+pub fn is_json_content_type(value: &str) -> bool {
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    let Some((kind, sub)) = essence.split_once('/') else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("application")
+        && (sub.eq_ignore_ascii_case("json")
+            || sub
+                .len()
+                .checked_sub(5)
+                .and_then(|n| sub.get(n..))
+                .is_some_and(|tail| tail.eq_ignore_ascii_case("+json")))
+}
+
+/// Decides from the headers, before any body byte is seen.
+pub fn plan(opts: &BodyOptions, headers: &BodyHeaders<'_>) -> Result<BodyPlan, BodyFailure> {
+    if let Some(enc) = headers.content_encoding {
+        if !enc.trim().is_empty() && !enc.trim().eq_ignore_ascii_case("identity") {
+            return Err(BodyFailure::ContentEncoding);
+        }
+    }
+    if let Some(len) = headers.content_length {
+        // An unparsable length is Envoy's business; a parsable one over
+        // the limit is refused before buffering anything.
+        if len
+            .trim()
+            .parse::<u64>()
+            .is_ok_and(|n| n > opts.max_bytes as u64)
+        {
+            return Err(BodyFailure::TooLarge);
+        }
+    }
+    match headers.content_type {
+        Some(ct) if is_json_content_type(ct) => Ok(BodyPlan::Buffer),
+        _ => match opts.non_json {
+            NonJson::Reject => Err(BodyFailure::NotJson),
+            NonJson::Pass => Ok(BodyPlan::Pass),
+        },
+    }
+}
+
+/// Rewrites a complete body. `Ok(None)`: nothing selected, forward as is.
+pub fn rewrite(
+    rules: &FieldRules,
+    keyring: &Keyring,
+    body: &[u8],
+) -> Result<Option<Vec<u8>>, BodyFailure> {
+    rewrite_counted(rules, keyring, body).map(|(body, _)| body)
+}
+
+/// [`rewrite`], also returning how many fields were sealed or opened (for
+/// the access record).
+pub fn rewrite_counted(
+    rules: &FieldRules,
+    keyring: &Keyring,
+    body: &[u8],
+) -> Result<(Option<Vec<u8>>, u32), BodyFailure> {
+    let mut fields = 0u32;
+    let mut scratch = Scratch::default();
+    let result = match rules.action {
+        FieldAction::Encrypt => {
+            let key = keyring.primary();
+            json::splice(body, &rules.selectors, |sel, out| {
+                let Some(rule) = rules.rules.get(sel.rule) else {
+                    return Err(EnvelopeError::Seal);
+                };
+                let opts = SealOptions {
+                    mode: rule.mode,
+                    context: &rule.context,
+                    blind_index: rule.blind_index,
+                };
+                fields = fields.saturating_add(1);
+                envelope::seal_into(key, sel.path, sel.raw, opts, &mut scratch, out)
+            })
+        }
+        FieldAction::Decrypt => json::splice(body, &rules.selectors, |sel, out| {
+            let Some(rule) = rules.rules.get(sel.rule) else {
+                return Err(EnvelopeError::NotEnvelope);
+            };
+            // An envelope is a JSON string of base64url characters and dots:
+            // no escapes. Anything else in a protected field is refused, so
+            // a plain value substituted on the way is caught, not trusted.
+            let text = match sel.raw {
+                [b'"', inner @ .., b'"'] if !inner.contains(&b'\\') => inner,
+                _ => return Err(EnvelopeError::NotEnvelope),
+            };
+            fields = fields.saturating_add(1);
+            envelope::open_into(keyring, sel.path, text, &rule.context, &mut scratch, out)
+        }),
+    };
+    result.map(|body| (body, fields)).map_err(|e| match e {
+        SpliceError::Json(_) => BodyFailure::Malformed,
+        SpliceError::Value(EnvelopeError::Seal) => BodyFailure::Seal,
+        SpliceError::Value(e) => BodyFailure::Envelope(e),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -138,21 +138,27 @@ def test_shipped_policy_runs_in_envoy_as_the_mesh_delivers_it(envoy_bin, tmp_pat
         assert upstream.hits == 1
 
 
-def test_a_proxy_without_its_log_key_refuses_traffic(envoy_bin, tmp_path, upstream):
-    # The Secret did not reach the proxy (wrong key name, variable missing):
-    # the shipped policy requires the log key, so the plugin does not start
-    # and the listener refuses everything instead of logging unsealed.
+@pytest.mark.parametrize("missing", ["log key", "keyring"])
+def test_a_proxy_without_its_keys_refuses_traffic(envoy_bin, tmp_path, upstream, missing):
+    # The Secret did not reach the proxy (wrong key name, istio-proxy
+    # override left out): the shipped policy names both variables and
+    # requires the log key, so the plugin does not start and the listener
+    # refuses everything instead of running without its keys.
     name, typed = from_wasmplugin()
     policy = json.loads(typed["config"]["configuration"]["value"])
     assert policy["logging"]["require_log_key"] is True
+    var, field = {
+        "log key": (policy["logging"]["log_key_env"], "logging.log_key_env"),
+        "keyring": (policy["keys"]["env"], "keys.env"),
+    }[missing]
     ecds_file = tmp_path / "ecds.yaml"
     ecds_file.write_text(yaml.safe_dump({"resources": [{"@type": ECDS_TYPE, "name": name, "typed_config": typed}]}))
     boot = bootstrap(name, ecds_file, upstream.server_address[1])
-    with envoy(envoy_bin, tmp_path, boot, drop_env=(policy["logging"]["log_key_env"],)) as (admin, listener):
+    with envoy(envoy_bin, tmp_path, boot, drop_env=(var,)) as (admin, listener):
         prefix = f"extension_config_discovery.http_filter.{name}."
         poll(lambda: stats(admin).get(prefix + "update_attempt", "0") != "0", "ECDS update")
         assert stats(admin)[prefix + "update_rejected"] == "1"
         status, _ = get(listener, "/healthz")
         assert status == 500
         assert upstream.hits == 0
-        assert "logging.log_key_env" in (tmp_path / "envoy.log").read_text()
+        assert field in (tmp_path / "envoy.log").read_text()

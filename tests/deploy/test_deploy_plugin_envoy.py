@@ -15,12 +15,14 @@ traffic outside the policy flows.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
 
 from deploy_support import WASM, by_kind
-from envoy_run import envoy, get, poll, stats
+from envoy_run import envoy, get, poll, prometheus, stats
+from test_deploy_alerts import alert_regex
 
 WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
 ECDS_TYPE = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig"
@@ -64,12 +66,12 @@ def from_envoyextensionpolicy() -> tuple[str, dict]:
     return name, wasm_config(name, w["rootID"], w["config"], w["env"]["hostKeys"], w.get("failOpen", False))
 
 
-def bootstrap(filter_name: str, ecds_file, upstream_port: int) -> dict:
+def bootstrap(filter_name: str, ecds_file, upstream_port: int, cluster: str = "inbound|8080||") -> dict:
     hcm = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "guarded",
         "route_config": {
-            "virtual_hosts": [{"name": "v", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "up"}}]}]
+            "virtual_hosts": [{"name": "v", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": cluster}}]}]
         },
         "http_filters": [
             {
@@ -95,10 +97,12 @@ def bootstrap(filter_name: str, ecds_file, upstream_port: int) -> dict:
             ],
             "clusters": [
                 {
-                    "name": "up",
+                    # Named like Istio's inbound cluster for the app's port:
+                    # the sidecar's plaintext hop to the app in the same pod.
+                    "name": cluster,
                     "connect_timeout": "2s",
                     "load_assignment": {
-                        "cluster_name": "up",
+                        "cluster_name": cluster,
                         "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": upstream_port}}}}]}],
                     },
                 }
@@ -137,6 +141,31 @@ def test_shipped_policy_runs_in_envoy_as_the_mesh_delivers_it(envoy_bin, tmp_pat
         assert status == 200, body
         assert upstream.hits == 1
 
+        prom = prometheus(admin)
+        # Counted under the names the alerts use.
+        assert prom.get("dpp_guard_events_kill_switch_refusal{}") == 1, prom
+        # Istio: the inbound loopback hop is exempt by the shipped policy, no
+        # plaintext-upstream alarm for every inbound request. Envoy Gateway's
+        # policy exempts nothing, so a plaintext backend is reported.
+        expected = 0 if source == "WasmPlugin" else 1
+        assert prom.get("dpp_guard_plaintext_upstream{}", 0) == expected
+
+
+def test_plaintext_to_any_other_cluster_raises_the_alerted_counter(envoy_bin, tmp_path, upstream):
+    # The exemption covers the inbound hop only: the same plaintext upstream
+    # under an outbound cluster name is reported (guard missing or bypassed).
+    name, typed = from_wasmplugin()
+    ecds_file = tmp_path / "ecds.yaml"
+    ecds_file.write_text(yaml.safe_dump({"resources": [{"@type": ECDS_TYPE, "name": name, "typed_config": typed}]}))
+    boot = bootstrap(name, ecds_file, upstream.server_address[1], cluster="outbound|80||billing.billing.svc.cluster.local")
+    with envoy(envoy_bin, tmp_path, boot) as (admin, listener):
+        prefix = f"extension_config_discovery.http_filter.{name}."
+        poll(lambda: stats(admin).get(prefix + "update_attempt", "0") != "0", "ECDS update")
+        get(listener, "/healthz")
+        prom = prometheus(admin)
+        assert prom.get("dpp_guard_plaintext_upstream{}") == 1, {k: v for k, v in prom.items() if "dpp" in k}
+        assert prom.get("dpp_guard_events_plaintext_upstream_observed{}") == 1
+
 
 @pytest.mark.parametrize("missing", ["log key", "keyring"])
 def test_a_proxy_without_its_keys_refuses_traffic(envoy_bin, tmp_path, upstream, missing):
@@ -162,3 +191,8 @@ def test_a_proxy_without_its_keys_refuses_traffic(envoy_bin, tmp_path, upstream,
         assert status == 500
         assert upstream.hits == 0
         assert field in (tmp_path / "envoy.log").read_text()
+        # What DppGuardPolicyRejected alerts on (the refused plugin exports
+        # no dpp_guard_* counter of its own).
+        rx = alert_regex("DppGuardPolicyRejected")
+        hits = {k: v for k, v in prometheus(admin).items() if re.fullmatch(rx, k.split("{", 1)[0])}
+        assert hits and all(v >= 1 for v in hits.values()), hits

@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 ENVOY := $(VENV)/bin/envoy
 CARGO ?= cargo
 
-.PHONY: build cli harness scenarios toolchain venv envoy test test-unit test-e2e demo demo-encryption run fmt lint clean oci oci-pin check-pin oci-push test-deploy
+.PHONY: build cli harness test-bins scenarios toolchain venv envoy test test-unit test-e2e demo demo-encryption run fmt lint clean oci oci-pin check-pin oci-push test-deploy
 
 ## build: the filter at target/wasm32-wasip1/release/dpp_guard.wasm
 build: toolchain
@@ -73,7 +73,7 @@ test-deploy: build cli venv
 	$(PY) -m pytest tests/deploy -q
 
 ## test: native unit tests, then end-to-end tests against a real Envoy
-test: test-unit test-e2e
+test: test-unit test-e2e bench-smoke
 
 # The harness tests build their probe test modules themselves (into
 # target/test-modules) and run the plugin's behaviour tests and every
@@ -81,8 +81,15 @@ test: test-unit test-e2e
 test-unit: build
 	$(CARGO) test --workspace --exclude dpp-guard
 
+# The end-to-end tests use the dpp-guard and dpp-guard-harness binaries.
+# `cargo test --no-run` builds them with the same features as test-unit, so
+# wasmtime is compiled once, not twice (cargo build -p alone unifies features
+# differently and rebuilds it).
+test-bins:
+	$(CARGO) test --workspace --exclude dpp-guard --no-run
+
 # tests/test_scenarios.py runs each scenario in the harness and in Envoy.
-test-e2e: build cli harness venv
+test-e2e: build test-bins venv
 	$(PY) -m pytest tests -q
 
 ## demo: start Envoy + local upstreams, send scripted requests, show each hop, stop
@@ -107,3 +114,28 @@ lint:
 clean:
 	$(CARGO) clean
 	rm -rf $(VENV)
+
+## bench: Envoy under wrk beside Envoy alone and reference filters, plus in-VM
+## microbenchmarks and VM memory -> target/bench/ (docs/performance.md)
+## bench-smoke: the same, a few seconds per configuration -> target/bench-smoke/ (part of `make test`)
+BENCH_FILTERS := bench-null-filter bench-naive-json-filter bench-naive-crypto-filter bench-vm
+.PHONY: bench bench-smoke bench-setup bench-build
+bench-setup: venv $(VENV)/.bench-installed
+	@command -v wrk >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk; }
+$(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	touch $@
+
+# The reference filters build in their own cargo invocation so that feature
+# unification cannot change the dpp_guard.wasm that `make build` ships.
+bench-build: build
+	$(CARGO) build --target $(WASM_TARGET) --release $(addprefix -p ,$(BENCH_FILTERS))
+	$(CARGO) build --release -p bench-vm --bin native
+
+bench: bench-setup bench-build
+	$(PY) bench/run.py
+	$(PY) bench/vm.py
+
+bench-smoke: bench-setup bench-build
+	$(PY) bench/run.py --smoke
+	$(PY) bench/vm.py --smoke

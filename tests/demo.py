@@ -124,7 +124,12 @@ def main() -> int:
             else:
                 run_script(stack)
     print("\nstopped Envoy and the service.")
-    return 0
+    if args.serve:
+        return 0
+    # Part two: field encryption across an untrusted hop (two Envoys, a relay).
+    from demo_encryption import run as run_encryption_demo
+
+    return 0 if run_encryption_demo() else 1
 
 
 if __name__ == "__main__":

@@ -26,32 +26,47 @@ pub fn downstream_refusal(
 /// Looks at the upstream connection once per stream, at response headers
 /// and again at log time (a stream reset before any response only shows up
 /// there).
+///
+/// Performance: this runs on every request, protected or not, so it reads
+/// properties lazily (each read is a host call plus an allocation callback
+/// into the VM) and stops watching once the answer cannot change: a
+/// response that came from a TLS connection, or from a plaintext one that
+/// is exempt or already reported. On a TLS upstream that is two reads per
+/// request instead of eight.
 #[derive(Default)]
 pub struct PlaintextWatch {
-    reported: bool,
+    settled: bool,
 }
 
 impl PlaintextWatch {
     /// True when this call reported the plaintext exchange.
     pub fn check(&mut self, policy: &Policy, phase: &str) -> bool {
-        if self.reported {
+        if self.settled {
             return false;
         }
-        let connected = property(&["upstream", "local_address"]).is_some();
-        let tls_version = property(&["upstream", "tls_version"]);
-        let cluster = property(&["xds", "cluster_name"]).map(ClusterName::new);
+        // No upstream connection (yet): nothing went upstream in clear.
+        if property(&["upstream", "local_address"]).is_none() {
+            return false;
+        }
+        if property(&["upstream", "tls_version"]).is_some() {
+            // Encrypted; the version itself is the upstream guard's business.
+            self.settled = true;
+            return false;
+        }
         let details = property(&["response", "code_details"]);
-        if let Some(event) = policy.plaintext_upstream_seen(
-            cluster.as_ref(),
-            connected,
-            tls_version.as_deref(),
-            details.as_deref(),
-            phase,
-        ) {
-            self.reported = true;
+        let cluster = property(&["xds", "cluster_name"]).map(ClusterName::new);
+        if let Some(event) =
+            policy.plaintext_upstream_seen(cluster.as_ref(), true, None, details.as_deref(), phase)
+        {
+            self.settled = true;
             crate::logging::emit(&event);
             count_plaintext();
             return true;
+        }
+        if details.as_deref() == Some("via_upstream") {
+            // The response came over this (exempt) connection: a later look
+            // sees the same connection and the same exemption.
+            self.settled = true;
         }
         false
     }

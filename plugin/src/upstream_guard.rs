@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
-use dpp_core::policy::ClusterName;
+use dpp_core::policy::{ClusterName, ClusterRule, UpstreamTransport};
 use dpp_core::transport::{startup_warnings, Observation, Step, UpstreamCheck, UpstreamConnection};
 use dpp_core::{EventKind, LocalReply, Policy, SecurityEvent};
 use proxy_wasm::hostcalls;
@@ -115,7 +115,12 @@ impl RootContext for UpstreamGuardRoot {
                 self.step(&policy, id, Observation::Gone);
                 continue;
             }
-            let facts = ConnectionFacts::read();
+            let cluster = self
+                .entries
+                .borrow()
+                .get(&id)
+                .and_then(|e| e.check.cluster().cloned());
+            let facts = ConnectionFacts::read(&policy.transport.upstream, cluster.as_ref());
             self.step(&policy, id, facts.observation());
             // Effective context reverts when the callback returns.
         }
@@ -187,8 +192,8 @@ impl HttpContext for UpstreamGuardStream {
             .filter(|c| !c.is_empty())
             .map(ClusterName::new);
         let method = self.get_http_request_header(":method").unwrap_or_default();
+        let facts = ConnectionFacts::read(&self.policy.transport.upstream, cluster.as_ref());
         let mut check = UpstreamCheck::new(cluster);
-        let facts = ConnectionFacts::read();
         let step = check.observe(
             &self.policy.transport.upstream,
             facts.observation(),
@@ -329,14 +334,43 @@ struct ConnectionFacts {
 }
 
 impl ConnectionFacts {
-    fn read() -> Self {
+    /// Reads what deciding needs, nothing more: every property read is a
+    /// host call plus an allocation callback into the VM, on every request.
+    /// Certificate fields are read only when the cluster's pin names them
+    /// (`pin_matches` looks at no other field), and nothing after an absent
+    /// connection.
+    fn read(upstream: &UpstreamTransport, cluster: Option<&ClusterName>) -> Self {
         let connected = property(&["upstream", "local_address"]).is_some();
+        let pin = match upstream.rule(cluster) {
+            Some(ClusterRule::Pin(pin)) => Some(pin),
+            _ => None,
+        };
+        let wanted = |field: Option<&String>, name: &str| {
+            if connected && field.is_some() {
+                property(&["upstream", name])
+            } else {
+                None
+            }
+        };
         ConnectionFacts {
             connected,
-            tls_version: property(&["upstream", "tls_version"]),
-            uri_san: property(&["upstream", "uri_san_peer_certificate"]),
-            dns_san: property(&["upstream", "dns_san_peer_certificate"]),
-            sha256: property(&["upstream", "sha256_peer_certificate_digest"]),
+            tls_version: if connected {
+                property(&["upstream", "tls_version"])
+            } else {
+                None
+            },
+            uri_san: wanted(
+                pin.and_then(|p| p.uri_san.as_ref()),
+                "uri_san_peer_certificate",
+            ),
+            dns_san: wanted(
+                pin.and_then(|p| p.dns_san.as_ref()),
+                "dns_san_peer_certificate",
+            ),
+            sha256: wanted(
+                pin.and_then(|p| p.sha256.as_ref()),
+                "sha256_peer_certificate_digest",
+            ),
         }
     }
 

@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 ENVOY := $(VENV)/bin/envoy
 CARGO ?= cargo
 
-.PHONY: build cli harness test-bins scenarios toolchain venv envoy test test-unit test-e2e demo demo-encryption run fmt lint clean
+.PHONY: build cli harness test-bins scenarios toolchain venv envoy test test-unit test-e2e demo demo-encryption run fmt lint clean oci oci-pin check-pin oci-push test-deploy
 
 ## build: the filter at target/wasm32-wasip1/release/dpp_guard.wasm
 build: toolchain
@@ -41,6 +41,36 @@ $(VENV)/.installed: tests/requirements.txt
 	touch $@
 envoy: venv
 	@$(ENVOY) --version | head -1
+
+## oci: reproducible OCI image of the filter (no Docker daemon), Istio "compat"
+## variant, in $(OCI_OUT)/dpp-guard; prints its manifest digest and writes the
+## deploy/ manifests pinned to it under $(OCI_OUT)/deploy (deploy/ untouched)
+OCI_OUT ?= target/oci
+OCI_LAYOUT = $(OCI_OUT)/dpp-guard
+OCI_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+IMAGE ?= registry.example.com/dpp-guard/dpp-guard
+SKOPEO_FLAGS ?=
+oci: build
+	python3 deploy/tools/oci_image.py build --wasm $(WASM) --out $(OCI_LAYOUT) --tag $(OCI_TAG) --digest-file $(OCI_OUT)/digest
+	python3 deploy/tools/oci_image.py check $(OCI_LAYOUT):$(OCI_TAG)
+	python3 deploy/tools/pin.py --digest-file $(OCI_OUT)/digest --out $(OCI_OUT)/deploy
+	@echo "image $(IMAGE):$(OCI_TAG) digest $$(cat $(OCI_OUT)/digest)"
+
+## oci-pin: rewrite the digest pinned in deploy/ to the image just built (release step; commit it)
+oci-pin: oci
+	python3 deploy/tools/pin.py --digest-file $(OCI_OUT)/digest --in-place
+
+## check-pin: fail unless deploy/ pins the image built from the current .wasm
+check-pin: oci
+	python3 deploy/tools/pin.py --digest-file $(OCI_OUT)/digest --check
+
+## oci-push: push the image keeping its digest, e.g. make oci-push IMAGE=reg.corp/sec/dpp-guard
+oci-push: oci
+	skopeo copy --preserve-digests $(SKOPEO_FLAGS) oci:$(OCI_LAYOUT):$(OCI_TAG) docker://$(IMAGE):$(OCI_TAG)
+
+## test-deploy: only the Kubernetes / OCI checks (also part of test-e2e, which runs all of tests/)
+test-deploy: build cli venv
+	$(PY) -m pytest tests/deploy -q
 
 ## test: native unit tests, then end-to-end tests against a real Envoy
 test: test-unit test-e2e bench-smoke

@@ -1,0 +1,108 @@
+"""Shared helpers for the offline checks of deploy/ (manifests, OCI image, alerts).
+
+No cluster runs here, so every artifact is checked with the real tool that
+would judge it: check-jsonschema against the CRD schemas, a CEL engine for
+the CRDs' CEL rules, Envoy itself for the EnvoyFilter's router patch,
+skopeo + Debian's docker-registry for the image, promtool for the alerts.
+
+A missing tool is installed (apt-get, we are root in CI); if that is not
+possible the test FAILS, it is never skipped: a green run must mean the
+checks ran.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+WASM = ROOT / "target" / "wasm32-wasip1" / "release" / "dpp_guard.wasm"
+sys.path.insert(0, str(DEPLOY / "tools"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# Debian package for each command the checks need.
+APT_PACKAGES = {"skopeo": "skopeo", "docker-registry": "docker-registry", "promtool": "prometheus"}
+# Commands taken out of their .deb instead of installing the package:
+# installing `prometheus` would also start a Prometheus server where systemd
+# runs; promtool alone is a self-contained binary (needs only libc).
+EXTRACT_ONLY = {"promtool": "usr/bin/promtool"}
+TOOLS = ROOT / "target" / "deploy-tools"
+
+
+def _apt(*args: str, cwd: Path | None = None) -> None:
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", *args], check=True, env=env, cwd=cwd, stdout=subprocess.DEVNULL)
+
+
+def tool(command: str) -> str:
+    """Path of `command`, installing it from Debian's packages when missing.
+    Fails (never skips) when that is impossible."""
+    found = shutil.which(command)
+    if found:
+        return found
+    if command in EXTRACT_ONLY:
+        extracted = TOOLS / "root" / EXTRACT_ONLY[command]
+        if extracted.exists():
+            return str(extracted)
+    if os.geteuid() != 0:
+        pytest.fail(f"{command} missing; install the Debian package {APT_PACKAGES[command]}")
+    _apt("update", "-q")
+    if command in EXTRACT_ONLY:
+        debs = TOOLS / "debs"
+        debs.mkdir(parents=True, exist_ok=True)
+        _apt("download", "-q", APT_PACKAGES[command], cwd=debs)
+        for deb in sorted(debs.glob(f"{APT_PACKAGES[command]}_*.deb")):
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(TOOLS / "root")], check=True)
+        extracted = TOOLS / "root" / EXTRACT_ONLY[command]
+        if not extracted.exists():
+            pytest.fail(f"{command} not found in the {APT_PACKAGES[command]} package")
+        return str(extracted)
+    _apt("install", "-y", "-q", "--no-install-recommends", APT_PACKAGES[command])
+    found = shutil.which(command)
+    if not found:
+        pytest.fail(f"could not install {command}")
+    return found
+
+
+def ensure_commands(*commands: str) -> list[str]:
+    return [tool(c) for c in commands]
+
+
+def find_schemas() -> Path:
+    """The CRD JSON Schemas live in shared/schemas beside the checkout (CI
+    lays shared/ next to the clone); DPP_CRD_SCHEMAS overrides."""
+    env = os.environ.get("DPP_CRD_SCHEMAS")
+    if env:
+        return Path(env)
+    for parent in ROOT.parents:
+        cand = parent / "shared" / "schemas"
+        if (cand / "istio-wasmplugin-v1alpha1.json").is_file():
+            return cand
+    pytest.fail("CRD schemas not found: expected shared/schemas beside the checkout or DPP_CRD_SCHEMAS")
+
+
+def load_one(path: Path) -> dict:
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+    assert len(docs) == 1, f"{path}: one resource per file (check-jsonschema validates one document)"
+    return docs[0]
+
+
+def manifest_paths(root: Path = DEPLOY) -> list[Path]:
+    import pin
+
+    return pin.manifests(root)
+
+
+def by_kind(root: Path = DEPLOY) -> dict[str, list[tuple[Path, dict]]]:
+    out: dict[str, list[tuple[Path, dict]]] = {}
+    for p in manifest_paths(root):
+        doc = load_one(p)
+        out.setdefault(doc["kind"], []).append((p, doc))
+    return out

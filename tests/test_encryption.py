@@ -131,8 +131,8 @@ def test_rewrite_keeps_every_unselected_byte(two_hop):
     assert prefix == b'{ "payload" : {"Z_last_first": 1.50E+3,\n  '
     assert rest.split(b'"', 1)[1] == b',   "AmazonOrderId":"1", "n": [ 1 , -0.0 ] } }'
     # The access records say what each hop did, and carry no PII.
-    a_records = [json.loads(l) for l in hop.a.access_log().splitlines() if l.strip()]
-    b_records = [json.loads(l) for l in hop.b.access_log().splitlines() if l.strip()]
+    a_records = _records_when_flushed(hop.a, 1)
+    b_records = _records_when_flushed(hop.b, 1)
     assert [r["actions"]["fields_encrypted"] for r in a_records] == [1]
     assert [r["actions"]["fields_decrypted"] for r in a_records] == [1]  # the echoed response
     assert [r["actions"]["fields_decrypted"] for r in b_records] == [1]
@@ -381,3 +381,16 @@ def test_inline_keys_need_the_testing_flag_and_warn_at_every_start(guard_stack):
     warnings = events(stack.envoy, "inline_keys_in_use")
     assert warnings and all(w["severity"] == "warning" for w in warnings)
     assert entry.split("=", 1)[1] not in stack.envoy.log()
+
+
+def _records_when_flushed(stack, n: int, seconds: float = 15.0) -> list[dict]:
+    """Envoy writes its access log file on a flush timer (100 ms in the tests):
+    poll, bounded, until `n` records are there."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        records = [json.loads(l) for l in stack.access_log().splitlines() if l.strip()]
+        if len(records) >= n or time.monotonic() > deadline:
+            return records
+        time.sleep(0.05)

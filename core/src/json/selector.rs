@@ -204,10 +204,12 @@ impl SelectorSet {
     /// `$.payload.BuyerEmail` or `$..BuyerEmail`); wildcard and index
     /// endings have no name.
     pub fn leaf_names(&self) -> impl Iterator<Item = &str> {
-        self.selectors.iter().filter_map(|(s, _)| match s.steps.last() {
-            Some(Step::Child(name) | Step::Descendant(name)) => Some(name.as_str()),
-            _ => None,
-        })
+        self.selectors
+            .iter()
+            .filter_map(|(s, _)| match s.steps.last() {
+                Some(Step::Child(name) | Step::Descendant(name)) => Some(name.as_str()),
+                _ => None,
+            })
     }
 
     pub(crate) fn root_states(&self, out: &mut Vec<State>) {

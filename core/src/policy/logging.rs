@@ -195,13 +195,18 @@ mod tests {
     fn access_records_choose_which_requests_are_recorded() {
         use super::AccessRecords;
         let p = |v: &str| {
-            Policy::from_json(format!(r#"{{"version":1,"logging":{{"access_records":"{v}"}}}}"#).as_bytes())
-                .map(|p| p.logging.access_records)
+            Policy::from_json(
+                format!(r#"{{"version":1,"logging":{{"access_records":"{v}"}}}}"#).as_bytes(),
+            )
+            .map(|p| p.logging.access_records)
         };
         assert_eq!(p("all").unwrap(), AccessRecords::All);
         assert_eq!(p("protected").unwrap(), AccessRecords::Protected);
         assert_eq!(p("off").unwrap(), AccessRecords::Off);
-        assert_eq!(err(r#"{"version":1,"logging":{"access_records":"some"}}"#).field, "logging.access_records");
+        assert_eq!(
+            err(r#"{"version":1,"logging":{"access_records":"some"}}"#).field,
+            "logging.access_records"
+        );
         assert!(AccessRecords::Protected.covers(true) && !AccessRecords::Protected.covers(false));
         assert!(AccessRecords::All.covers(false) && !AccessRecords::Off.covers(true));
     }

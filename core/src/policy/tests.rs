@@ -289,7 +289,11 @@ fn fields_the_policy_encrypts_are_pii_keys_in_logs() {
     )
     .unwrap();
     let leaves: Vec<&str> = p.selector_leaf_names().into_iter().collect();
-    assert_eq!(leaves, vec!["LoyaltyToken", "MemberRef"], "wildcard endings have no name");
+    assert_eq!(
+        leaves,
+        vec!["LoyaltyToken", "MemberRef"],
+        "wildcard endings have no name"
+    );
     let scrubber = p.logging.scrubber(None, p.selector_leaf_names());
     let url = scrubber.url("/orders?LoyaltyToken=LT-88213&MemberRef=M-1&page=2");
     assert!(!url.contains("LT-88213") && !url.contains("M-1"), "{url}");

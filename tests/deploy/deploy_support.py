@@ -75,17 +75,31 @@ def ensure_commands(*commands: str) -> list[str]:
     return [tool(c) for c in commands]
 
 
-def find_schemas() -> Path:
-    """The CRD JSON Schemas live in shared/schemas beside the checkout (CI
-    lays shared/ next to the clone); DPP_CRD_SCHEMAS overrides."""
-    env = os.environ.get("DPP_CRD_SCHEMAS")
-    if env:
-        return Path(env)
+def shared_schemas() -> Path | None:
+    """The project's reference CRD schemas: shared/schemas beside the checkout
+    (CI lays shared/ next to the clone)."""
     for parent in ROOT.parents:
         cand = parent / "shared" / "schemas"
         if (cand / "istio-wasmplugin-v1alpha1.json").is_file():
             return cand
-    pytest.fail("CRD schemas not found: expected shared/schemas beside the checkout or DPP_CRD_SCHEMAS")
+    return None
+
+
+VENDORED_SCHEMAS = ROOT / "deploy" / "schemas"
+
+
+def find_schemas() -> Path:
+    """DPP_CRD_SCHEMAS overrides; then shared/schemas beside the checkout;
+    then the copies in deploy/schemas (kept identical by a test)."""
+    env = os.environ.get("DPP_CRD_SCHEMAS")
+    if env:
+        return Path(env)
+    shared = shared_schemas()
+    if shared is not None:
+        return shared
+    if (VENDORED_SCHEMAS / "istio-wasmplugin-v1alpha1.json").is_file():
+        return VENDORED_SCHEMAS
+    pytest.fail("CRD schemas not found: expected shared/schemas beside the checkout, deploy/schemas, or DPP_CRD_SCHEMAS")
 
 
 def load_one(path: Path) -> dict:

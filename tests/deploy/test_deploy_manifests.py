@@ -497,3 +497,15 @@ def test_envoy_refuses_a_router_patch_whose_codec_is_not_last(envoy_bin, tmp_pat
     res = _envoy_validate(envoy_bin, tmp_path, _bootstrap(router_cfg))
     assert res.returncode != 0
     assert "must be the last filter" in res.stdout + res.stderr
+
+
+def test_vendored_crd_schemas_are_the_shared_ones():
+    """deploy/schemas lets a clone without shared/ beside it run every check;
+    it must stay a byte-for-byte copy of the project's reference schemas."""
+    from deploy_support import VENDORED_SCHEMAS, shared_schemas
+
+    shared = shared_schemas()
+    if shared is None:
+        pytest.skip("no shared/schemas beside this checkout to compare with (CI has it)")
+    for ref in sorted(shared.glob("*.json")):
+        assert (VENDORED_SCHEMAS / ref.name).read_bytes() == ref.read_bytes(), f"deploy/schemas/{ref.name} is stale"

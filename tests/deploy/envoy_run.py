@@ -88,13 +88,58 @@ def envoy(envoy_bin: Path, tmp: Path, boot: dict, drop_env: tuple[str, ...] = ()
 
         yield addr, poll(listener, "listener")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """Terminate, wait up to 10 s, then kill: nothing a test started outlives it."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+
+
+def static_bootstrap(http_filters: list[dict], cluster: str, upstream_port: int, stat_prefix: str) -> dict:
+    """Envoy bootstrap: admin and listener `guarded` on free loopback ports,
+    every request routed to `cluster` (plaintext, 127.0.0.1:upstream_port)
+    through `http_filters`."""
+    hcm = {
+        "@type": HCM_TYPE,
+        "stat_prefix": stat_prefix,
+        "route_config": {
+            "virtual_hosts": [{"name": "v", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": cluster}}]}]
+        },
+        "http_filters": http_filters,
+    }
+    return {
+        "node": {"id": "dpp-guard-test", "cluster": "dpp-guard-test"},
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "guarded",
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+                    "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}],
+                }
+            ],
+            "clusters": [
+                {
+                    "name": cluster,
+                    "connect_timeout": "2s",
+                    "load_assignment": {
+                        "cluster_name": cluster,
+                        "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": upstream_port}}}}]}],
+                    },
+                }
+            ],
+        },
+    }
 
 
 def stats(admin: str, filter: str = "extension_config_discovery") -> dict[str, str]:

@@ -19,6 +19,7 @@ import pytest
 
 import oci_image
 from deploy_support import DEPLOY, ROOT, ensure_commands, load_one, manifest_paths, tool
+from envoy_run import stop_process
 
 TAG = re.search(r'^version = "(.+)"', (ROOT / "Cargo.toml").read_text(), re.M).group(1)
 
@@ -242,12 +243,7 @@ def registry(tmp_path):
             pytest.fail("docker-registry did not answer on /v2/")
         yield f"127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
 
 

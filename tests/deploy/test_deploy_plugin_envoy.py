@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from deploy_support import WASM, by_kind
-from envoy_run import envoy, get, poll, prometheus, stats
+from envoy_run import envoy, get, poll, prometheus, static_bootstrap, stats
 from test_deploy_alerts import alert_regex
 
 WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
@@ -67,48 +67,19 @@ def from_envoyextensionpolicy() -> tuple[str, dict]:
 
 
 def bootstrap(filter_name: str, ecds_file, upstream_port: int, cluster: str = "inbound|8080||") -> dict:
-    hcm = {
-        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-        "stat_prefix": "guarded",
-        "route_config": {
-            "virtual_hosts": [{"name": "v", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": cluster}}]}]
-        },
-        "http_filters": [
-            {
-                "name": filter_name,
-                "config_discovery": {
-                    "config_source": {"path_config_source": {"path": str(ecds_file)}, "resource_api_version": "V3"},
-                    "type_urls": [WASM_TYPE],
-                },
+    # The default cluster is named like Istio's inbound cluster for the app's
+    # port: the sidecar's plaintext hop to the app in the same pod.
+    filters = [
+        {
+            "name": filter_name,
+            "config_discovery": {
+                "config_source": {"path_config_source": {"path": str(ecds_file)}, "resource_api_version": "V3"},
+                "type_urls": [WASM_TYPE],
             },
-            {"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}},
-        ],
-    }
-    return {
-        "node": {"id": "dpp-guard-test", "cluster": "dpp-guard-test"},
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
-        "static_resources": {
-            "listeners": [
-                {
-                    "name": "guarded",
-                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
-                    "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}],
-                }
-            ],
-            "clusters": [
-                {
-                    # Named like Istio's inbound cluster for the app's port:
-                    # the sidecar's plaintext hop to the app in the same pod.
-                    "name": cluster,
-                    "connect_timeout": "2s",
-                    "load_assignment": {
-                        "cluster_name": cluster,
-                        "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": upstream_port}}}}]}],
-                    },
-                }
-            ],
         },
-    }
+        {"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}},
+    ]
+    return static_bootstrap(filters, cluster, upstream_port, stat_prefix="guarded")
 
 
 def kill_switch_path(policy: dict) -> str:

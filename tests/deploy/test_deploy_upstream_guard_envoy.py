@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from deploy_support import WASM, by_kind
-from envoy_run import envoy, get, poll, prometheus, stats
+from envoy_run import envoy, get, poll, prometheus, static_bootstrap, stats
 
 ECDS_TYPE = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig"
 
@@ -37,37 +37,7 @@ def bootstrap(router_value: dict, ecds_file: Path, upstream_port: int) -> dict:
     source = router["upstream_http_filters"][0]["config_discovery"]["config_source"]
     source.pop("ads")
     source["path_config_source"] = {"path": str(ecds_file)}
-    hcm = {
-        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-        "stat_prefix": "guard",
-        "route_config": {
-            "virtual_hosts": [{"name": "v", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "up"}}]}]
-        },
-        "http_filters": [{"name": router_value["name"], "typed_config": router}],
-    }
-    return {
-        "node": {"id": "dpp-guard-test", "cluster": "dpp-guard-test"},
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
-        "static_resources": {
-            "listeners": [
-                {
-                    "name": "guarded",
-                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
-                    "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}],
-                }
-            ],
-            "clusters": [
-                {
-                    "name": "up",
-                    "connect_timeout": "2s",
-                    "load_assignment": {
-                        "cluster_name": "up",
-                        "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": upstream_port}}}}]}],
-                    },
-                }
-            ],
-        },
-    }
+    return static_bootstrap([{"name": router_value["name"], "typed_config": router}], "up", upstream_port, stat_prefix="guard")
 
 
 def ecds(ext_value: dict | None) -> dict:

@@ -20,8 +20,8 @@ const ROUTER_TYPE: &str = "envoy.extensions.filters.http.router.v3.Router";
 const UPSTREAM_TLS_TYPE: &str = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
 const DOWNSTREAM_TLS_TYPE: &str = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
-const GUARD_ROOT: &str = "dpp_guard";
-const UPSTREAM_GUARD_ROOT: &str = "dpp_upstream_guard";
+const GUARD_ROOT: &str = dpp_core::wire::ROOT_ID;
+const UPSTREAM_GUARD_ROOT: &str = dpp_core::wire::UPSTREAM_GUARD_ROOT_ID;
 
 /// One problem in one file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -67,7 +67,7 @@ pub enum Category {
 /// Prefix of every metric the plugin defines. Envoy shows them in /stats
 /// as `wasmcustom.<name>` and in /stats/prometheus with dots turned into
 /// underscores (`dpp_guard_events_kill_switch_refusal`).
-pub const METRIC_PREFIX: &str = "dpp_guard";
+pub const METRIC_PREFIX: &str = crate::wire::METRIC_PREFIX;
 
 macro_rules! event_kinds {
     ($( $(#[$doc:meta])* $variant:ident = $name:literal, $sev:ident, $cat:ident; )*) => {

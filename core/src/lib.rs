@@ -16,6 +16,7 @@ pub mod policy;
 pub mod protect;
 pub mod scrub;
 pub mod transport;
+pub mod wire;
 
 pub use access::{AccessRecord, Actions, RequestLogFacts, TlsFacts};
 pub use decision::{LocalReply, RequestDecision, RequestFacts, ResponseHeaderEdits};

@@ -20,7 +20,7 @@ mod upstream_guard;
 use proxy_wasm::types::LogLevel;
 
 /// The root id Envoy's configuration must name for the policy filter.
-pub const ROOT_ID: &str = "dpp_guard";
+pub const ROOT_ID: &str = dpp_core::wire::ROOT_ID;
 /// The root id of the upstream TLS guard (same .wasm, upstream filter chain).
 pub const UPSTREAM_GUARD_ROOT_ID: &str = upstream_guard::ROOT_ID;
 

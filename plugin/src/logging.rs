@@ -19,7 +19,7 @@ use crate::{log, metrics};
 /// Filter-state name of the access record: Envoy prints it with
 /// `%FILTER_STATE(wasm.dpp_access_log:PLAIN)%`. A single-segment property
 /// path is what Envoy turns into `wasm.<name>` filter state.
-pub const ACCESS_LOG_PROPERTY: &str = "dpp_access_log";
+pub const ACCESS_LOG_PROPERTY: &str = dpp_core::wire::ACCESS_LOG_PROPERTY;
 
 /// Prefix of access records written to the plugin log.
 pub const ACCESS_LOG_PREFIX: &str = "dpp_access ";

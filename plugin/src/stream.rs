@@ -12,14 +12,11 @@ use dpp_core::{
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
+use dpp_core::wire::HOLD_HEADER;
+
 use crate::body::{BodyGuard, Step};
 use crate::logging::LogSink;
 use crate::transport_watch::{self, PlaintextWatch};
-
-/// Marks a message whose body dpp_guard holds, for the hold filters of
-/// envoy/dpp-guard-fields.yaml that keep its headers back until the body is
-/// rewritten (Envoy gives no body to a Wasm filter that paused headers).
-const HOLD_HEADER: &str = "x-dpp-guard-hold";
 
 /// One HTTP request/response under the policy.
 pub struct GuardedStream {

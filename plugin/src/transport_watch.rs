@@ -11,7 +11,7 @@ use dpp_core::{LocalReply, Policy, SecurityEvent};
 
 /// Counter of plaintext upstream exchanges seen after the fact
 /// (`wasmcustom.dpp_guard.plaintext_upstream` in Envoy's /stats).
-pub const PLAINTEXT_METRIC: &str = "dpp_guard.plaintext_upstream";
+pub const PLAINTEXT_METRIC: &str = dpp_core::wire::PLAINTEXT_UPSTREAM_METRIC;
 
 /// The refusal for a protected route reached without TLS, if any.
 pub fn downstream_refusal(

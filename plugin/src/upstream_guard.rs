@@ -29,15 +29,15 @@ use crate::logging::emit;
 use crate::{log, metrics};
 
 /// The root id Envoy's configuration must name for the upstream guard.
-pub const ROOT_ID: &str = "dpp_upstream_guard";
+pub const ROOT_ID: &str = dpp_core::wire::UPSTREAM_GUARD_ROOT_ID;
 
 /// Counters of the guard's outcomes (`wasmcustom.dpp_guard.upstream.*`).
-pub const METRIC_ALLOWED_POOLED: &str = "dpp_guard.upstream.allowed_pooled";
-pub const METRIC_ALLOWED_NEW: &str = "dpp_guard.upstream.allowed_new_connection";
-pub const METRIC_REFUSED_POOLED: &str = "dpp_guard.upstream.refused_pooled";
-pub const METRIC_REFUSED_NEW: &str = "dpp_guard.upstream.refused_new_connection";
-pub const METRIC_WAIT_EXPIRED: &str = "dpp_guard.upstream.wait_expired";
-pub const METRIC_GONE: &str = "dpp_guard.upstream.connection_gone";
+pub const METRIC_ALLOWED_POOLED: &str = dpp_core::wire::upstream_metrics::ALLOWED_POOLED;
+pub const METRIC_ALLOWED_NEW: &str = dpp_core::wire::upstream_metrics::ALLOWED_NEW;
+pub const METRIC_REFUSED_POOLED: &str = dpp_core::wire::upstream_metrics::REFUSED_POOLED;
+pub const METRIC_REFUSED_NEW: &str = dpp_core::wire::upstream_metrics::REFUSED_NEW;
+pub const METRIC_WAIT_EXPIRED: &str = dpp_core::wire::upstream_metrics::WAIT_EXPIRED;
+pub const METRIC_GONE: &str = dpp_core::wire::upstream_metrics::GONE;
 
 /// Poll period while any request waits for its connection (measured: new
 /// connections become visible 1-4 ms after the request reaches the filter).

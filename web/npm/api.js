@@ -60,9 +60,7 @@ function bytes(body) {
  * Never throws for an invalid policy: returns `{ok: false, error}`.
  */
 export function checkPolicy(json) {
-  const out = JSON.parse(raw.checkPolicy(String(json)));
-  if (out.ok) delete out.ok;
-  return out;
+  return JSON.parse(raw.checkPolicy(String(json)));
 }
 
 /** A keyring: `k1=<base64url 32 bytes> k2=... primary=k2`, as `dpp-guard keygen` prints. */

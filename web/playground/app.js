@@ -48,6 +48,14 @@ function uuid() {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
+function pretty(json) {
+  try {
+    return JSON.stringify(JSON.parse(json), null, 2);
+  } catch {
+    return json.trim();
+  }
+}
+
 function bytes(n) {
   return n < 1024 ? `${n} B` : `${(n / 1024).toFixed(1)} KiB`;
 }
@@ -81,6 +89,7 @@ function checkPolicyText() {
     status.textContent = `Policy invalid: ${field}`;
     $('policy-sha').textContent = '';
     renderRoutes([]);
+    markStale('Fix the policy to run the sample: Envoy would refuse to load it (every request gets 500).');
     return false;
   }
   editor.mark(null);
@@ -187,6 +196,14 @@ function run() {
   render();
 }
 
+/** Keeps the last result visible but dimmed, with why it is out of date. */
+function markStale(why) {
+  document.querySelector('.result').classList.add('stale');
+  $('outcome').className = 'outcome neutral';
+  $('outcome').innerHTML = `<strong>Not run</strong><span>${escapeHtml(why)}</span>`;
+  $('open-again').disabled = true;
+}
+
 function showProblem(e) {
   $('outcome').className = 'outcome bad';
   $('outcome').innerHTML = `<strong>Cannot run this sample</strong> · ${escapeHtml(e.message)}`;
@@ -219,16 +236,51 @@ const ENVELOPE = /"(dpg1\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)(\.[A-Za-z0-9_-]+)?)
 
 function markEnvelopes(text, full) {
   let n = 0;
-  const html = escapeHtml(text).replace(ENVELOPE, (_, env, key, payload, index) => {
+  let html = '';
+  let last = 0;
+  for (const m of text.matchAll(ENVELOPE)) {
+    const [whole, env, key, payload, index] = m;
+    const shown = full ? env : `${payload.slice(0, 12)}…${index ? ' · index' : ''}`;
+    html +=
+      escapeHtml(text.slice(last, m.index)) +
+      `"<mark class="env" title="envelope · key ${escapeHtml(key)}${index ? ' · blind index' : ''} · ${env.length} characters">` +
+      `<span class="key">${escapeHtml(key)}</span>${escapeHtml(shown)}</mark>"`;
+    last = m.index + whole.length;
     n++;
-    const shown = full ? env : `dpg1.${key}.${payload.slice(0, 10)}…${index ? ' +index' : ''}`;
-    return `"<mark class="env" title="envelope · key ${escapeHtml(key)}${index ? ' · blind index' : ''} · ${env.length} characters"><span class="key">${escapeHtml(key)}</span>${escapeHtml(shown)}</mark>"`;
-  });
-  return { html, n };
+  }
+  return { html: html + escapeHtml(text.slice(last)), n };
 }
+
+/**
+ * The opened body with the restored values marked. The rewrite keeps every
+ * byte outside the fields, so the text between two envelopes of the sealed
+ * body is found unchanged in the opened one.
+ */
+function markOpened(sealed, opened) {
+  const parts = sealed.split(ENVELOPE_SPLIT);
+  let html = '';
+  let at = 0;
+  for (let i = 0; i < parts.length; i++) {
+    const seg = parts[i];
+    if (opened.startsWith(seg, at) === false) return escapeHtml(opened);
+    html += escapeHtml(seg);
+    at += seg.length;
+    if (i + 1 < parts.length) {
+      const next = parts[i + 1];
+      const end = next ? opened.indexOf(next, at) : opened.length;
+      if (end < at) return escapeHtml(opened);
+      html += `<mark class="opened">${escapeHtml(opened.slice(at, end))}</mark>`;
+      at = end;
+    }
+  }
+  return html;
+}
+
+const ENVELOPE_SPLIT = /"dpg1\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)?"/;
 
 function render() {
   const { ex, input, opened } = state.last;
+  document.querySelector('.result').classList.remove('stale');
   const outcome = $('outcome');
   const done = ex.action === 'encrypt' ? 'encrypted' : 'decrypted';
   const notes = (ex.notes ?? []).map((n) => `<li>${escapeHtml(n)}</li>`).join('');
@@ -253,7 +305,8 @@ function render() {
   const check = $('body-check');
   const shown = opened?.body ?? ex.body ?? (ex.reply ? ex.reply.body : '');
   const marked = markEnvelopes(shown, full);
-  $('out-body').innerHTML = marked.html;
+  $('out-body').innerHTML =
+    opened?.body && opened.action === 'decrypt' ? markOpened(ex.body, opened.body) : marked.html;
   $('out-body').dataset.envelopes = String(marked.n);
   if (opened?.error) {
     check.className = 'check bad';
@@ -339,7 +392,8 @@ async function start() {
   $('sample-pick').value = 'getOrderBuyerInfo';
   $('request-headers').value = `content-type: application/json\nx-request-id: ${uuid()}`;
   $('response-headers').value = 'content-type: application/json';
-  editor.value = policyText.trim();
+  // Two-space JSON keeps every line short enough for the editor's width.
+  editor.value = pretty(policyText);
   newKeyring();
   pickSample('getOrderBuyerInfo');
 
@@ -386,7 +440,8 @@ async function start() {
   $('seal-body').addEventListener('click', sealBodyFirst);
   $('format-policy').addEventListener('click', () => {
     try {
-      editor.value = JSON.stringify(JSON.parse(editor.value), null, 2);
+      JSON.parse(editor.value);
+      editor.value = pretty(editor.value);
       checkAndRun();
     } catch {
       checkPolicyText();
@@ -394,7 +449,7 @@ async function start() {
     }
   });
   $('reset-policy').addEventListener('click', () => {
-    editor.value = state.defaultPolicy.trim();
+    editor.value = pretty(state.defaultPolicy);
     checkAndRun();
   });
   $('run').addEventListener('click', checkAndRun);

@@ -116,12 +116,15 @@ test('the page loads with the shipped policy and runs the SP-API sample: envelop
 test('picking another sample runs it; the envelopes open again to the exact sample', async () => {
   await page.selectOption('#sample-pick', 'getOrder');
   await page.waitForFunction(() => document.querySelectorAll('#out-body mark.env').length >= 20);
+  const sealedCount = await envelopeCount();
   const sealed = await page.locator('#out-body').innerText();
   assert.deepEqual(leaks(sealed, samples.getOrder.pii), []);
   await page.click('#open-again');
   await page.waitForSelector('#body-check.ok');
   assert.match(await text('#body-check'), /opened again · identical to the sample, byte for byte/);
   assert.equal(await envelopeCount(), 0);
+  assert.equal(await page.locator('#out-body mark.opened').count(), sealedCount, 'each opened value is marked');
+  assert.equal(await page.locator('#out-body mark.opened').first().innerText(), '"jq7f2k9x@marketplace.example.com"');
   assert.match(await page.locator('#out-body').innerText(), /jq7f2k9x@marketplace\.example\.com/);
   await shot('playground-opened');
 });
@@ -131,7 +134,7 @@ test('the access record and the events are one keystroke away, and the record ha
   await page.keyboard.press('Control+Enter');
   await page.keyboard.press('Alt+2');
   assert.equal(await page.getAttribute('#tab-record', 'aria-selected'), 'true');
-  const record = await text('#out-record-line');
+  const record = await page.locator('#out-record-line').textContent();
   assert.match(record, /^\{"dpp_access":1,/);
   assert.match(record, /"fields_encrypted":\d+/);
   assert.deepEqual(leaks(record, samples.getOrder.pii), []);
@@ -171,6 +174,7 @@ test('typing an invalid policy shows the error inline, naming the field and mark
   assert.match(error, /Invalid policy · field routes\[0\]\.match\.path\.regex/);
   assert.match(error, /dpp-guard: invalid policy: field `routes\[0\]\.match\.path\.regex`/);
   assert.match(await text('#policy-status'), /Policy invalid: routes\[0\]\.match\.path\.regex/);
+  assert.match(await text('#outcome'), /Not run\s+Fix the policy/);
   assert.match(await page.locator('#policy-editor .backdrop mark').innerText(), /"regex": "\/orders\/\(\["/);
   const badLine = await page.locator('#policy-editor .gutter span.bad').innerText();
   const expected = broken.slice(0, broken.indexOf('"regex"')).split('\n').length;
@@ -184,7 +188,7 @@ test('typing an invalid policy shows the error inline, naming the field and mark
   // Fixing it clears the error and runs again.
   await page.keyboard.press('Control+A');
   await page.keyboard.insertText(policy);
-  await page.waitForSelector('#policy-error[hidden]');
+  await page.waitForSelector('#policy-error', { state: 'hidden' });
   assert.match(await text('#policy-status'), /Policy valid/);
 });
 

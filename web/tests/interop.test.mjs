@@ -41,7 +41,7 @@ const ring = Keyring.parse(keys);
 /** The package seals the sample's PII with route `seal`'s rules. */
 function packageSeal(body = sample.body) {
   const out = policy.protect(ring, { route: 'seal', direction: 'request', body });
-  assert.ok(out.fields >= 20, `PII fields sealed: ${out.fields}`);
+  assert.ok(out.fields >= 3, `PII fields sealed: ${out.fields}`);
   return out.body;
 }
 
@@ -96,7 +96,9 @@ describe('the filter in Envoy', () => {
 
   test('opens what the package sealed: the service receives the original body', async () => {
     for (const [name, s] of Object.entries(samples)) {
-      const r = await request(envoy, 'POST', `/open${s.path}`, { body: packageSeal(s.body), headers: JSON_HEADERS });
+      const sealed = packageSeal(s.body);
+      assert.deepEqual(leaks(sealed, s.pii), [], name);
+      const r = await request(envoy, 'POST', `/open${s.path}`, { body: sealed, headers: JSON_HEADERS });
       assert.equal(r.status, 200, `${name}: ${r.body}`);
       assert.equal(r.body, s.body, `${name}: byte for byte at the service`);
     }

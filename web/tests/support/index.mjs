@@ -32,10 +32,13 @@ export function scratch(prefix = 'dpp-web-') {
 }
 
 /** The SP-API Orders samples of tests/support/sp_api.py, with their PII values. */
+let samplesCache;
 export function spApiSamples() {
+  if (samplesCache) return structuredClone(samplesCache);
   const out = spawnSync('python3', [join(ROOT, 'web/playground/samples.py')], { encoding: 'utf8' });
   if (out.status !== 0) throw new Error(`samples.py failed: ${out.stderr}`);
-  return JSON.parse(out.stdout);
+  samplesCache = JSON.parse(out.stdout);
+  return structuredClone(samplesCache);
 }
 
 /** PII values of a sample found in `text` (raw or JSON-escaped). */

@@ -193,7 +193,7 @@ pub fn aes256_gcm_siv_encrypt(
     aad: &[u8],
     plaintext: &[u8],
 ) -> Result<Vec<u8>, JsError> {
-    rfc8452::encrypt(key, nonce, aad, plaintext).map_err(|e| JsError::new(e))
+    rfc8452::encrypt(key, nonce, aad, plaintext).map_err(JsError::new)
 }
 
 /// The inverse of [`aes256_gcm_siv_encrypt`]; throws when authentication fails.
@@ -204,7 +204,7 @@ pub fn aes256_gcm_siv_decrypt(
     aad: &[u8],
     ciphertext: &[u8],
 ) -> Result<Vec<u8>, JsError> {
-    rfc8452::decrypt(key, nonce, aad, ciphertext).map_err(|e| JsError::new(e))
+    rfc8452::decrypt(key, nonce, aad, ciphertext).map_err(JsError::new)
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> String {

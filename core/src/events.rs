@@ -107,6 +107,11 @@ event_kinds! {
     PolicyRejected = "policy_rejected", Critical, Configuration;
     /// A request was refused by a route's kill switch.
     KillSwitchRefusal = "kill_switch_refusal", Warning, Refusal;
+    /// A request path with no single meaning (or not in normal form, under
+    /// `requests.non_normal_path: reject`) was refused; `detail` says why.
+    AmbiguousPath = "ambiguous_path", Warning, Refusal;
+    /// A request no route matches was refused (`requests.unmatched: deny`).
+    UnmatchedRequest = "unmatched_request", Warning, Refusal;
     /// Upstream guard: the upstream connection had no TLS; request not sent.
     UpstreamPlaintextRefused = "upstream_plaintext_refused", High, Transport;
     /// Upstream guard: TLS below the policy minimum; request not sent.

@@ -151,7 +151,7 @@ fn decode_unreserved(path: &str) -> Result<String, PathProblem> {
                 match v {
                     b'/' | b'\\' => return Err(PathProblem::EncodedSlash),
                     b';' => return Err(PathProblem::PathParameter),
-                    v if v < 0x20 || v >= 0x7f => return Err(PathProblem::ControlOrNonAscii),
+                    v if !(0x20..0x7f).contains(&v) => return Err(PathProblem::ControlOrNonAscii),
                     v if is_unreserved(v) => out.push(char::from(v)),
                     v => {
                         out.push('%');
@@ -163,7 +163,7 @@ fn decode_unreserved(path: &str) -> Result<String, PathProblem> {
             }
             b'\\' => return Err(PathProblem::Backslash),
             b';' => return Err(PathProblem::PathParameter),
-            c if c <= 0x20 || c >= 0x7f => return Err(PathProblem::ControlOrNonAscii),
+            c if !(0x21..0x7f).contains(&c) => return Err(PathProblem::ControlOrNonAscii),
             c => {
                 out.push(char::from(c));
                 i += 1;

@@ -301,7 +301,7 @@ impl GuardedStream {
     fn refuse(&mut self, reply: &LocalReply, event: SecurityEvent) {
         self.refused = true;
         let event = match &self.log_facts.request_id {
-            Some(id) => event.request_id(id),
+            Some(id) => event.scrubbed_request_id(id, &self.sink.scrubber),
             None => event,
         };
         self.sink.emit(&event);

@@ -156,6 +156,8 @@ export interface Exchange {
   body: string | null;
   /** The filter's own answer when it refused. */
   reply: { status: number; code: string; body: string } | null;
+  /** Request headers the filter replaces (`:path` in its normal form under `requests.non_normal_path: normalize`). */
+  request_headers_set: [string, string][];
   /** Response headers the route sets (`cache-control: no-store`, ...). */
   response_headers: [string, string][];
   /** Security event lines, `dpp_event {...}`. */

@@ -296,7 +296,8 @@ function render() {
   } else {
     outcome.className = 'outcome ok';
     const what = ex.action ? `${ex.fields} field${ex.fields === 1 ? '' : 's'} ${done}` : 'body untouched';
-    outcome.innerHTML = `<strong>Forwarded · ${what}</strong><span>route ${escapeHtml(ex.route)} · ${ex.direction}${ex.response_headers.length ? ' · sets ' + ex.response_headers.map(([k, v]) => `${k}: ${v}`).join(', ') : ''}</span>`;
+    const set = [...ex.request_headers_set, ...ex.response_headers].map(([k, v]) => `${k}: ${v}`);
+    outcome.innerHTML = `<strong>Forwarded · ${what}</strong><span>route ${escapeHtml(ex.route)} · ${ex.direction}${set.length ? ' · sets ' + escapeHtml(set.join(', ')) : ''}</span>`;
   }
   if (notes) outcome.innerHTML += `<ul class="notes">${notes}</ul>`;
 

@@ -104,6 +104,8 @@ pub struct Exchange {
     pub body: Option<String>,
     /// The filter's own answer when it refused.
     pub reply: Option<Reply>,
+    /// Request headers the filter replaces (`:path` in its normal form).
+    pub request_headers_set: Vec<(&'static str, String)>,
     /// Response headers the route sets.
     pub response_headers: Vec<(&'static str, &'static str)>,
     /// Security event lines (`dpp_event {...}`), as logged.
@@ -228,42 +230,47 @@ impl Run<'_> {
             method: &s.method,
             route_name: s.envoy_route.as_deref(),
         };
-        let decision = self.policy.decide_request(&facts);
-        let matched = match &decision {
-            RequestDecision::Unprotected => None,
-            RequestDecision::Proceed { route } | RequestDecision::Refuse { route, .. } => {
-                Some(*route)
-            }
+        let (matched, refusal, edits) = match self.policy.decide_request(&facts) {
+            RequestDecision::Unprotected { edits } => (None, None, edits.set),
+            RequestDecision::Proceed { route, edits } => (Some(route), None, edits.set),
+            RequestDecision::Refuse {
+                route,
+                reply,
+                event,
+            } => (route, Some((reply, event)), Vec::new()),
         };
         self.ex.matched_route = matched.map(|r| r.name.clone());
-        let route = match (chosen, matched) {
+        self.ex.request_headers_set = edits;
+        let route = match chosen {
             // The playground (and the CLI) may run any route's rules; Envoy
-            // only runs the matched route's. Say so.
-            (Some(c), m) if m.is_none_or(|m| m.name != c.name) => {
-                self.ex.notes.push(match m {
-                    None => format!(
-                        "in Envoy this request matches no route and passes untouched; \
-                         route {:?} ran because it was chosen",
-                        c.name
+            // only runs the matched route's. Say what Envoy would do.
+            Some(c) if matched.is_none_or(|m| m.name != c.name) => {
+                let envoy = match (matched, &refusal) {
+                    (_, Some((reply, _))) => format!(
+                        "in Envoy this request is refused ({} {})",
+                        reply.status, reply.code
                     ),
-                    Some(m) => format!(
-                        "in Envoy this request matches route {:?}; route {:?} ran because \
-                         it was chosen",
-                        m.name, c.name
-                    ),
-                });
+                    (None, None) => "in Envoy this request matches no route and passes \
+                                     untouched"
+                        .to_string(),
+                    (Some(m), None) => format!("in Envoy this request matches route {:?}", m.name),
+                };
+                self.ex.notes.push(format!(
+                    "{envoy}; route {:?} ran because it was chosen",
+                    c.name
+                ));
                 c
             }
-            (_, None) => {
-                self.ex.outcome = "unprotected";
-                self.ex.body = Some(s.body.clone());
-                return;
-            }
-            (_, Some(m)) => {
-                if let RequestDecision::Refuse { reply, event, .. } = decision {
+            _ => {
+                if let Some((reply, event)) = refusal {
                     self.refuse(reply, event);
                     return;
                 }
+                let Some(m) = matched else {
+                    self.ex.outcome = "unprotected";
+                    self.ex.body = Some(s.body.clone());
+                    return;
+                };
                 let tls = s.tls.as_deref();
                 if let Some((reply, event)) = self.policy.downstream_refusal(m, tls, &s.method) {
                     self.refuse(reply, event);

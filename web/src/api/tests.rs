@@ -324,3 +324,66 @@ fn bad_samples_are_refused_with_a_reason() {
     let out = simulate::run(&p, r#"{"path":"/"}"#, None, Some("short"));
     assert_eq!(out.problem().unwrap().code, "bad_log_key");
 }
+
+#[test]
+fn path_tricks_get_the_filters_refusal_or_normal_form() {
+    let ring = ring();
+    // An encoded separator has no single meaning: refused before any route.
+    let ex = run(
+        &sample(serde_json::json!({"path": "/orders%2Fv0/orders/1"})),
+        Some(&ring),
+        None,
+    );
+    assert_eq!(ex["outcome"], "refused", "{ex}");
+    assert_eq!(ex["reply"]["code"], "ambiguous_path");
+    assert!(ex["events"][0]
+        .as_str()
+        .unwrap()
+        .contains("\"event\":\"ambiguous_path\""));
+    // A dot segment is refused by default; normalised on request, the
+    // rewritten path reaches the protected route and gets its rules.
+    let dotted = sample(serde_json::json!({"path": "/x/../orders/v0/orders/1"}));
+    let ex = run(&dotted, Some(&ring), None);
+    assert_eq!(ex["reply"]["code"], "ambiguous_path", "{ex}");
+    let lenient = POLICY.replacen(
+        "\"version\": 1,",
+        "\"version\": 1, \"requests\": {\"non_normal_path\": \"normalize\"},",
+        1,
+    );
+    let p = Policy::from_json(lenient.as_bytes()).unwrap();
+    let ex = json(&simulate::run(&p, &dotted, Some(&ring), None));
+    assert_eq!(ex["matched_route"], "orders", "{ex}");
+    assert_eq!(ex["fields"], 2);
+    assert_eq!(
+        ex["request_headers_set"],
+        serde_json::json!([[":path", "/orders/v0/orders/1"]])
+    );
+    // Under `requests.unmatched: deny` an unmatched request is refused.
+    let strict = POLICY.replacen(
+        "\"version\": 1,",
+        "\"version\": 1, \"requests\": {\"unmatched\": \"deny\"},",
+        1,
+    );
+    let p = Policy::from_json(strict.as_bytes()).unwrap();
+    let out = simulate::run(
+        &p,
+        &sample(serde_json::json!({"path": "/else"})),
+        Some(&ring),
+        None,
+    );
+    let ex = json(&out);
+    assert_eq!(ex["reply"]["status"], 404, "{ex}");
+    // Chosen anyway, the route runs and the note says what Envoy does.
+    let out = simulate::run(
+        &p,
+        &sample(serde_json::json!({"path": "/else", "route": "orders"})),
+        Some(&ring),
+        None,
+    );
+    let ex = json(&out);
+    assert_eq!(ex["fields"], 2);
+    assert!(ex["notes"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("in Envoy this request is refused (404 no_route)"));
+}

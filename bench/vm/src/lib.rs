@@ -23,6 +23,7 @@ use dpp_core::scrub::{PiiKeys, Scrubber};
 use dpp_core::{AccessRecord, Actions, LogKey, RequestLogFacts};
 
 use dpp_core::crypto::envelope::{self, Scratch, SealOptions};
+use dpp_core::crypto::FieldDigest;
 use dpp_core::crypto::Keyring;
 use dpp_core::json;
 use dpp_core::policy::{Direction, FieldRules};
@@ -92,10 +93,12 @@ const POLICY: &str = r#"{
   ]
 }"#;
 
-/// One selected value: its canonical path and exact bytes.
+/// One selected value: its canonical path, exact bytes, and the digest of
+/// its position (precomputed by the policy, as the rewrite uses it).
 struct Field {
     path: String,
     raw: Vec<u8>,
+    digest: FieldDigest,
 }
 
 struct Bench {
@@ -183,10 +186,19 @@ fn rules(policy: Option<&Policy>, dir: Direction, route: usize) -> Option<&Field
 
 fn collect(body: &[u8], rules: &FieldRules) -> Vec<Field> {
     let mut out = Vec::new();
-    let _ = json::splice(body, &rules.selectors, |sel, w| {
+    let _ = json::splice(body, &rules.automaton, |sel, w| {
+        let context = rules
+            .rules
+            .get(sel.rule)
+            .map(|r| r.context.as_slice())
+            .unwrap_or_default();
         out.push(Field {
             path: sel.path.to_string(),
             raw: sel.raw.to_vec(),
+            digest: rules
+                .digest(sel.state)
+                .copied()
+                .unwrap_or_else(|| FieldDigest::new(rules.direction.flow(), sel.path, context)),
         });
         w.extend_from_slice(sel.raw);
         Ok::<(), ()>(())
@@ -222,7 +234,7 @@ fn run(b: &Bench, stage: u32) -> bool {
         (PARSE, ..) => json::validate(black_box(&b.body)).is_ok(),
         // Scan + select + copy every byte to a new body, values unchanged:
         // the rewrite without cryptography.
-        (SELECT, Some(enc), ..) => json::splice(&b.body, &enc.selectors, |sel, w| {
+        (SELECT, Some(enc), ..) => json::splice(&b.body, &enc.automaton, |sel, w| {
             w.extend_from_slice(sel.raw);
             Ok::<(), ()>(())
         })
@@ -239,10 +251,15 @@ fn run(b: &Bench, stage: u32) -> bool {
                 };
                 let opts = SealOptions {
                     mode: rule.mode,
-                    context: &rule.context,
                     blind_index: rule.blind_index,
                 };
-                envelope::seal_into(key, &f.path, &f.raw, opts, &mut scratch, &mut out).is_ok()
+                let field = envelope::Field {
+                    path: &f.path,
+                    context: &rule.context,
+                    digest: &f.digest,
+                    bound: json::Bound::NONE,
+                };
+                envelope::seal_into(key, &field, &f.raw, opts, &mut scratch, &mut out).is_ok()
             })
         }
         (REWRITE_ENCRYPT, Some(enc), _, Some(keyring)) => {
@@ -262,7 +279,13 @@ fn run(b: &Bench, stage: u32) -> bool {
                     [b'"', inner @ .., b'"'] => inner,
                     _ => return false,
                 };
-                envelope::open_into(keyring, &f.path, text, context, &mut scratch, &mut out).is_ok()
+                let field = envelope::Field {
+                    path: &f.path,
+                    context,
+                    digest: &f.digest,
+                    bound: json::Bound::NONE,
+                };
+                envelope::open_into(keyring, &field, text, &mut scratch, &mut out).is_ok()
             })
         }
         (REWRITE_DECRYPT, _, Some(dec), Some(keyring)) => {

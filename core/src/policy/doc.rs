@@ -48,6 +48,9 @@ pub struct EncryptRuleDoc {
     pub context: Option<String>,
     #[serde(default)]
     pub blind_index: bool,
+    #[serde(default)]
+    pub context_fields: Vec<String>,
+    pub granularity: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,6 +61,9 @@ pub struct DecryptRuleDoc {
     #[serde(default)]
     pub selectors: Vec<String>,
     pub context: Option<String>,
+    #[serde(default)]
+    pub context_fields: Vec<String>,
+    pub granularity: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

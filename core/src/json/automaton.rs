@@ -184,6 +184,25 @@ pub struct RecordGroup {
     pub rule: usize,
     /// The member names bound, in the rule's order.
     pub names: Vec<Box<str>>,
+    /// Their case-folded forms, same order.
+    pub folded: Vec<Box<str>>,
+}
+
+impl RecordGroup {
+    /// Whether member `name` equals bound name `k` under case folding.
+    pub fn folds_to(&self, k: usize, name: &str) -> bool {
+        let Some(f) = self.folded.get(k) else {
+            return false;
+        };
+        if name.is_ascii() {
+            f.len() == name.len()
+                && f.bytes()
+                    .zip(name.bytes())
+                    .all(|(a, b)| a == b.to_ascii_lowercase())
+        } else {
+            **f == *fold(name)
+        }
+    }
 }
 
 /// The compiled automaton of one body's selectors and record patterns.
@@ -238,6 +257,7 @@ impl Builder {
                 self.groups.push(RecordGroup {
                     rule,
                     names: Vec::new(),
+                    folded: Vec::new(),
                 });
                 self.group_of.insert(key, g);
                 self.patterns.push(Pattern {
@@ -247,11 +267,12 @@ impl Builder {
                 g
             }
         };
-        let names = &mut self.groups[group as usize].names;
-        if names.iter().any(|n| **n == **name) {
+        let g = &mut self.groups[group as usize];
+        if g.names.iter().any(|n| **n == **name) {
             return Err(format!("context field {:?} named twice", field.as_str()));
         }
-        names.push(name.as_str().into());
+        g.names.push(name.as_str().into());
+        g.folded.push(fold(name).into());
         self.fields
             .push((steps.to_vec(), field.as_str().to_string(), name.clone()));
         Ok(())

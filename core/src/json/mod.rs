@@ -126,7 +126,10 @@ where
         s: Scanner { b: body, i: 0 },
         auto: selectors,
         path: String::with_capacity(128),
-        out: Vec::new(),
+        segs: Vec::with_capacity(16),
+        // Envelopes are longer than the values they replace; one
+        // reservation for the common case instead of repeated doubling.
+        out: Vec::with_capacity(body.len() + body.len() / 2),
         last: 0,
         replaced: 0,
         replace: &mut replace,
@@ -135,7 +138,6 @@ where
         arena_ranges: Vec::new(),
     };
     w.s.ws();
-    w.path.push('$');
     let root = selectors.root();
     if root == automaton::DEAD {
         w.s.skip_value(0)?;
@@ -458,6 +460,22 @@ impl<'a> Scanner<'a> {
     }
 }
 
+/// One step from the root to the cursor (array positions are not part of
+/// canonical paths, so an element is only "an element").
+enum PathSeg<'a> {
+    Key(std::borrow::Cow<'a, str>),
+    Index,
+}
+
+impl PathSeg<'_> {
+    fn as_segment(&self) -> Segment<'_> {
+        match self {
+            PathSeg::Key(k) => Segment::Key(k),
+            PathSeg::Index => Segment::Index(0),
+        }
+    }
+}
+
 /// One record around the cursor: its context group and where the values
 /// of its fields are in the arena (`None` when the record lacks one).
 struct Frame {
@@ -472,7 +490,11 @@ where
 {
     s: Scanner<'a>,
     auto: &'a Automaton,
+    /// The canonical path, built only for a selected value whose state has
+    /// no fixed path (member wildcards, descendants), from `segs`.
     path: String,
+    /// The members and elements from the root to the cursor, in live states.
+    segs: Vec<PathSeg<'a>>,
     out: Vec<u8>,
     last: usize,
     replaced: usize,
@@ -538,7 +560,7 @@ where
             loop {
                 self.s.ws();
                 let at = self.s.i;
-                let name = self.member_name()?.into_owned();
+                let name = self.member_name()?;
                 self.s.ws();
                 self.s.expect(b':', "expected `:`")?;
                 self.s.ws();
@@ -556,7 +578,7 @@ where
                             let a = self.arena.len();
                             canonical(&self.s.b[vstart..vend], &mut self.arena)?;
                             self.arena_ranges[slot] = (a, self.arena.len());
-                        } else if automaton::fold(field) == automaton::fold(&name) {
+                        } else if group.folds_to(k, &name) {
                             return Err(SpliceError::AmbiguousMember { offset: at });
                         }
                     }
@@ -622,7 +644,7 @@ where
                 loop {
                     self.s.ws();
                     let next = auto.state(state).by_index(index);
-                    self.child(next, Segment::Index(index), depth)?;
+                    self.child(next, PathSeg::Index, depth)?;
                     index += 1;
                     self.s.ws();
                     match self.s.peek() {
@@ -667,7 +689,7 @@ where
             if next == automaton::DEAD {
                 self.s.skip_value(depth + 1)?;
             } else {
-                self.child(next, Segment::Key(&name), depth)?;
+                self.child(next, PathSeg::Key(name), depth)?;
             }
             self.s.ws();
             match self.s.peek() {
@@ -682,21 +704,15 @@ where
     }
 
     /// The member or element at the cursor, reached by `seg` into `next`.
-    fn child(
-        &mut self,
-        next: StateId,
-        seg: Segment<'_>,
-        depth: usize,
-    ) -> Result<(), SpliceError<E>> {
+    fn child(&mut self, next: StateId, seg: PathSeg<'a>, depth: usize) -> Result<(), SpliceError<E>> {
         let auto = self.auto;
         let st = auto.state(next);
         match st.kind {
             Kind::Dead => self.s.skip_value(depth + 1).map_err(Into::into),
             Kind::Live => {
-                let path_len = self.path.len();
-                push_segment(&mut self.path, seg);
+                self.segs.push(seg);
                 let r = self.value(next, depth + 1);
-                self.path.truncate(path_len);
+                self.segs.pop();
                 r
             }
             Kind::Accept { rule } => {
@@ -724,11 +740,14 @@ where
                         }
                     }
                 };
-                let path_len = self.path.len();
                 let path: &str = match &st.path {
                     Some(p) => p,
                     None => {
-                        push_segment(&mut self.path, seg);
+                        self.path.clear();
+                        self.path.push('$');
+                        for s in self.segs.iter().chain([&seg]) {
+                            push_segment(&mut self.path, s.as_segment());
+                        }
                         &self.path
                     }
                 };
@@ -741,9 +760,7 @@ where
                     state: next,
                     bound,
                 };
-                let r = (self.replace)(&selected, &mut self.out).map_err(SpliceError::Value);
-                self.path.truncate(path_len);
-                r?;
+                (self.replace)(&selected, &mut self.out).map_err(SpliceError::Value)?;
                 self.last = end;
                 self.replaced += 1;
                 Ok(())

@@ -394,7 +394,6 @@ const NAIVE_KEY: [u8; 32] = [7; 32];
 fn naive(body: &[u8], key: &[u8; 32]) -> Option<Vec<u8>> {
     use aes_gcm_siv::aead::{Aead, KeyInit};
     use aes_gcm_siv::{Aes256GcmSiv, Nonce};
-    use base64::Engine;
     use serde_json::Value;
 
     let mut v: Value = serde_json::from_slice(body).ok()?;
@@ -418,7 +417,7 @@ fn naive(body: &[u8], key: &[u8; 32]) -> Option<Vec<u8>> {
                     .ok()?;
                 let mut sealed = nonce.to_vec();
                 sealed.extend_from_slice(&ct);
-                *s = base64::engine::general_purpose::STANDARD.encode(sealed);
+                *s = <base64ct::Base64 as base64ct::Encoding>::encode_string(&sealed);
             }
         }
     }

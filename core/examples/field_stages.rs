@@ -133,79 +133,175 @@ fn main() {
     let mut i2 = 1u64 << 40;
 
     let mut stages: Vec<Stage<'_>> = vec![
-        ("scan: json::validate", 1, Box::new(|| {
-            json::validate(black_box(body)).unwrap();
-        })),
-        ("select: automaton walk + splice copy, no crypto", 1, Box::new(|| {
-            black_box(json::splice(body, &enc.automaton, |s, w| {
-                w.extend_from_slice(s.raw);
-                Ok::<_, ()>(())
-            }).unwrap());
-        })),
-        ("select, context_fields (record pre-scan)", 1, Box::new(|| {
-            black_box(json::splice(body, &bound.automaton, |s, w| {
-                w.extend_from_slice(s.raw);
-                Ok::<_, ()>(())
-            }).unwrap());
-        })),
-        ("seal only: every field, D precomputed", n, Box::new(|| {
-            for s in &plain {
-                out.clear();
-                let f = Field { path: &s.path, context: &s.context, digest: &s.digest, bound: Bound::NONE };
-                let o = SealOptions { mode: Mode::Random, blind_index: false };
-                envelope::seal_into(key, &f, &s.raw, o, &mut scratch, &mut out).unwrap();
-            }
-            black_box(&out);
-        })),
-        ("whole encrypt rewrite (protect::rewrite)", n, Box::new(|| {
-            black_box(protect::rewrite(enc, &ring, black_box(body)).unwrap());
-        })),
-        ("whole encrypt rewrite, context_fields (shipped policy)", n, Box::new(|| {
-            black_box(protect::rewrite(bound, &ring, black_box(body)).unwrap());
-        })),
-        ("whole encrypt rewrite, granularity object", n_obj, Box::new(|| {
-            black_box(protect::rewrite(obj, &ring, black_box(body)).unwrap());
-        })),
-        ("open only: every field", n, Box::new(|| {
-            let mut s2 = Scratch::default();
-            let mut o2 = Vec::with_capacity(256);
-            for s in &envelopes {
-                o2.clear();
-                let f = Field { path: &s.path, context: &s.context, digest: &s.digest, bound: Bound::NONE };
-                envelope::open_into(&ring, &f, &s.raw[1..s.raw.len() - 1], &mut s2, &mut o2).unwrap();
-            }
-            black_box(&o2);
-        })),
-        ("whole decrypt rewrite (protect::rewrite)", n, Box::new(|| {
-            black_box(protect::rewrite(dec, &ring, black_box(&sealed)).unwrap());
-        })),
-        ("whole decrypt rewrite, granularity object", n_obj, Box::new(|| {
-            black_box(protect::rewrite(dec_obj, &ring, black_box(&sealed_obj)).unwrap());
-        })),
-        ("primitive: GCM-SIV seal 42 B, AAD 35 B (this format)", 1, Box::new(|| {
-            i += 1;
-            let mut nonce = [0u8; 12];
-            nonce[..8].copy_from_slice(&i.to_le_bytes());
-            black_box(cipher.encrypt_in_place_detached(Nonce::from_slice(&nonce), &aad_new, &mut buf).unwrap());
-        })),
-        ("primitive: GCM-SIV seal 42 B, AAD 90 B (path written out)", 1, Box::new(|| {
-            i2 += 1;
-            let mut nonce = [0u8; 12];
-            nonce[..8].copy_from_slice(&i2.to_le_bytes());
-            black_box(cipher.encrypt_in_place_detached(Nonce::from_slice(&nonce), &aad_old, &mut buf2).unwrap());
-        })),
-        ("primitive: base64url of 70 B (base64ct)", 1, Box::new(|| {
-            let mut dst = [0u8; 96];
-            black_box(Base64UrlUnpadded::encode(black_box(&[9u8; 70]), &mut dst).unwrap().len());
-        })),
-        ("primitive: D = SHA-256 of a path (per wildcard path)", 1, Box::new(|| {
-            black_box(FieldDigest::new(Flow::Request, black_box("$.payload.ShippingAddress.CountryCode"), b"sp-api-orders"));
-        })),
-        ("primitive: 16 random nonces (one getrandom call)", 16, Box::new(|| {
-            let mut n = [0u8; 192];
-            getrandom::fill(&mut n).unwrap();
-            black_box(&n);
-        })),
+        (
+            "scan: json::validate",
+            1,
+            Box::new(|| {
+                json::validate(black_box(body)).unwrap();
+            }),
+        ),
+        (
+            "select: automaton walk + splice copy, no crypto",
+            1,
+            Box::new(|| {
+                black_box(
+                    json::splice(body, &enc.automaton, |s, w| {
+                        w.extend_from_slice(s.raw);
+                        Ok::<_, ()>(())
+                    })
+                    .unwrap(),
+                );
+            }),
+        ),
+        (
+            "select, context_fields (record pre-scan)",
+            1,
+            Box::new(|| {
+                black_box(
+                    json::splice(body, &bound.automaton, |s, w| {
+                        w.extend_from_slice(s.raw);
+                        Ok::<_, ()>(())
+                    })
+                    .unwrap(),
+                );
+            }),
+        ),
+        (
+            "seal only: every field, D precomputed",
+            n,
+            Box::new(|| {
+                for s in &plain {
+                    out.clear();
+                    let f = Field {
+                        path: &s.path,
+                        context: &s.context,
+                        digest: &s.digest,
+                        bound: Bound::NONE,
+                    };
+                    let o = SealOptions {
+                        mode: Mode::Random,
+                        blind_index: false,
+                    };
+                    envelope::seal_into(key, &f, &s.raw, o, &mut scratch, &mut out).unwrap();
+                }
+                black_box(&out);
+            }),
+        ),
+        (
+            "whole encrypt rewrite (protect::rewrite)",
+            n,
+            Box::new(|| {
+                black_box(protect::rewrite(enc, &ring, black_box(body)).unwrap());
+            }),
+        ),
+        (
+            "whole encrypt rewrite, context_fields (shipped policy)",
+            n,
+            Box::new(|| {
+                black_box(protect::rewrite(bound, &ring, black_box(body)).unwrap());
+            }),
+        ),
+        (
+            "whole encrypt rewrite, granularity object",
+            n_obj,
+            Box::new(|| {
+                black_box(protect::rewrite(obj, &ring, black_box(body)).unwrap());
+            }),
+        ),
+        (
+            "open only: every field",
+            n,
+            Box::new(|| {
+                let mut s2 = Scratch::default();
+                let mut o2 = Vec::with_capacity(256);
+                for s in &envelopes {
+                    o2.clear();
+                    let f = Field {
+                        path: &s.path,
+                        context: &s.context,
+                        digest: &s.digest,
+                        bound: Bound::NONE,
+                    };
+                    envelope::open_into(&ring, &f, &s.raw[1..s.raw.len() - 1], &mut s2, &mut o2)
+                        .unwrap();
+                }
+                black_box(&o2);
+            }),
+        ),
+        (
+            "whole decrypt rewrite (protect::rewrite)",
+            n,
+            Box::new(|| {
+                black_box(protect::rewrite(dec, &ring, black_box(&sealed)).unwrap());
+            }),
+        ),
+        (
+            "whole decrypt rewrite, granularity object",
+            n_obj,
+            Box::new(|| {
+                black_box(protect::rewrite(dec_obj, &ring, black_box(&sealed_obj)).unwrap());
+            }),
+        ),
+        (
+            "primitive: GCM-SIV seal 42 B, AAD 35 B (this format)",
+            1,
+            Box::new(|| {
+                i += 1;
+                let mut nonce = [0u8; 12];
+                nonce[..8].copy_from_slice(&i.to_le_bytes());
+                black_box(
+                    cipher
+                        .encrypt_in_place_detached(Nonce::from_slice(&nonce), &aad_new, &mut buf)
+                        .unwrap(),
+                );
+            }),
+        ),
+        (
+            "primitive: GCM-SIV seal 42 B, AAD 90 B (path written out)",
+            1,
+            Box::new(|| {
+                i2 += 1;
+                let mut nonce = [0u8; 12];
+                nonce[..8].copy_from_slice(&i2.to_le_bytes());
+                black_box(
+                    cipher
+                        .encrypt_in_place_detached(Nonce::from_slice(&nonce), &aad_old, &mut buf2)
+                        .unwrap(),
+                );
+            }),
+        ),
+        (
+            "primitive: base64url of 70 B (base64ct)",
+            1,
+            Box::new(|| {
+                let mut dst = [0u8; 96];
+                black_box(
+                    Base64UrlUnpadded::encode(black_box(&[9u8; 70]), &mut dst)
+                        .unwrap()
+                        .len(),
+                );
+            }),
+        ),
+        (
+            "primitive: D = SHA-256 of a path (per wildcard path)",
+            1,
+            Box::new(|| {
+                black_box(FieldDigest::new(
+                    Flow::Request,
+                    black_box("$.payload.ShippingAddress.CountryCode"),
+                    b"sp-api-orders",
+                ));
+            }),
+        ),
+        (
+            "primitive: 16 random nonces (one getrandom call)",
+            16,
+            Box::new(|| {
+                let mut n = [0u8; 192];
+                getrandom::fill(&mut n).unwrap();
+                black_box(&n);
+            }),
+        ),
     ];
 
     // Iterations per run: about 20 ms of work per stage and run.
@@ -238,7 +334,11 @@ fn main() {
         let r = &mut runs[s];
         r.sort_by(|a, b| a.partial_cmp(b).unwrap());
         let med = r[r.len() / 2];
-        let per_field = if *per > 1 { format!("{:.2}", med / *per as f64) } else { String::new() };
+        let per_field = if *per > 1 {
+            format!("{:.2}", med / *per as f64)
+        } else {
+            String::new()
+        };
         println!("| {name} | {med:.2} | {per_field} |");
     }
 }

@@ -45,6 +45,8 @@ pub const STAGES: &[u32] = &[
     PRIM_ENCRYPT_24B,
     PRIM_RANDOM_NONCE,
     PRIM_KEY_SETUP,
+    REWRITE_ENCRYPT_OBJECTS,
+    REWRITE_DECRYPT_OBJECTS,
 ];
 const FLOOR: u32 = 0;
 const PARSE: u32 = 1;
@@ -61,6 +63,9 @@ const PRIM_KEY_SETUP: u32 = 10;
 // Per request, whatever the body: what on_log does (host calls excluded).
 const SCRUB: u32 = 11;
 const RECORD: u32 = 12;
+// `granularity: object`: one envelope per PII object of the preset.
+const REWRITE_ENCRYPT_OBJECTS: u32 = 13;
+const REWRITE_DECRYPT_OBJECTS: u32 = 14;
 
 /// The fields reference filter (d) encrypts in each order: the preset's
 /// fields that occur in the benchmark bodies (bench/orders.py).
@@ -89,7 +94,11 @@ const POLICY: &str = r#"{
     {"name": "enc", "match": {"path": {"prefix": "/enc/"}},
      "encrypt": [{"direction": "request", "preset": "sp-api-orders"}]},
     {"name": "dec", "match": {"path": {"prefix": "/dec/"}},
-     "decrypt": [{"direction": "request", "preset": "sp-api-orders"}]}
+     "decrypt": [{"direction": "request", "preset": "sp-api-orders"}]},
+    {"name": "enc-obj", "match": {"path": {"prefix": "/enc-obj/"}},
+     "encrypt": [{"direction": "request", "preset": "sp-api-orders", "granularity": "object"}]},
+    {"name": "dec-obj", "match": {"path": {"prefix": "/dec-obj/"}},
+     "decrypt": [{"direction": "request", "preset": "sp-api-orders", "granularity": "object"}]}
   ]
 }"#;
 
@@ -110,12 +119,15 @@ struct Bench {
     /// `body` after the encrypt rewrite, and the envelopes in it.
     encrypted: Vec<u8>,
     sealed: Vec<Field>,
+    /// `body` after the encrypt rewrite with granularity object.
+    encrypted_objects: Vec<u8>,
 }
 
 thread_local! {
     static BENCH: RefCell<Bench> = const { RefCell::new(Bench {
         body: Vec::new(), policy: None, keyring: None,
         plain: Vec::new(), encrypted: Vec::new(), sealed: Vec::new(),
+        encrypted_objects: Vec::new(),
     }) };
 }
 
@@ -176,6 +188,13 @@ pub extern "C" fn bench_prepare() -> i32 {
             _ => return -4,
         };
         b.sealed = collect(&b.encrypted, enc);
+        let Some(enc_obj) = rules(policy, Direction::Request, 2) else {
+            return -3;
+        };
+        b.encrypted_objects = match protect::rewrite(enc_obj, keyring, &b.body) {
+            Ok(Some(out)) => out,
+            _ => return -4,
+        };
         0
     })
 }
@@ -290,6 +309,18 @@ fn run(b: &Bench, stage: u32) -> bool {
         }
         (REWRITE_DECRYPT, _, Some(dec), Some(keyring)) => {
             matches!(protect::rewrite(dec, keyring, &b.encrypted), Ok(Some(o)) if !black_box(&o).is_empty())
+        }
+        (REWRITE_ENCRYPT_OBJECTS, .., Some(keyring)) => {
+            let Some(rules) = rules(b.policy.as_ref(), Direction::Request, 2) else {
+                return false;
+            };
+            matches!(protect::rewrite(rules, keyring, &b.body), Ok(Some(o)) if !black_box(&o).is_empty())
+        }
+        (REWRITE_DECRYPT_OBJECTS, .., Some(keyring)) => {
+            let Some(rules) = rules(b.policy.as_ref(), Direction::Request, 3) else {
+                return false;
+            };
+            matches!(protect::rewrite(rules, keyring, &b.encrypted_objects), Ok(Some(o)) if !black_box(&o).is_empty())
         }
         (NAIVE, ..) => naive(&b.body, &NAIVE_KEY).is_some(),
         (PRIM_ENCRYPT_24B | PRIM_RANDOM_NONCE | PRIM_KEY_SETUP, ..) => primitive(stage),

@@ -704,7 +704,12 @@ where
     }
 
     /// The member or element at the cursor, reached by `seg` into `next`.
-    fn child(&mut self, next: StateId, seg: PathSeg<'a>, depth: usize) -> Result<(), SpliceError<E>> {
+    fn child(
+        &mut self,
+        next: StateId,
+        seg: PathSeg<'a>,
+        depth: usize,
+    ) -> Result<(), SpliceError<E>> {
         let auto = self.auto;
         let st = auto.state(next);
         match st.kind {

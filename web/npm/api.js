@@ -49,6 +49,21 @@ function rethrow(e, code) {
 
 const encoder = new TextEncoder();
 
+/**
+ * What an envelope's authenticated data binds besides the path: the
+ * direction, the rule's context and the record's context fields. `bound`
+ * is `{name: value}` (JS values, in the order of the rule's
+ * `context_fields`) or `[[name, value], ...]`.
+ */
+function position(options) {
+  const bound = Array.isArray(options.bound) ? options.bound : Object.entries(options.bound ?? {});
+  return {
+    direction: options.direction ?? 'request',
+    context: options.context ?? '',
+    bound: bound.map(([name, value]) => [String(name), JSON.stringify(value)]),
+  };
+}
+
 function bytes(body) {
   if (typeof body === 'string') return encoder.encode(body);
   if (body instanceof Uint8Array) return body;
@@ -96,21 +111,27 @@ export class Keyring {
 
   /**
    * Seals the JSON value `json` (its exact text) found at `path` (the
-   * canonical path, `$.payload.BuyerEmail`). Returns the envelope string.
-   * Options: `mode` (`random` | `deterministic`), `context`, `blindIndex`.
+   * canonical path, `$.payload.BuyerEmail`) with the primary key. Returns
+   * the envelope string. Options: where the value sits (`direction`,
+   * `context`, `bound`) and how to seal it (`mode`, `blindIndex`).
    */
   seal(path, json, options = {}) {
     const opts = {
+      ...position(options),
       mode: options.mode ?? 'random',
-      context: options.context ?? '',
       blind_index: Boolean(options.blindIndex),
     };
     return unwrap(raw.sealValue(this.#live(), String(path), bytes(json), JSON.stringify(opts))).envelope;
   }
 
-  /** Opens an envelope found at `path`: the original JSON value's text. Throws DppError. */
+  /**
+   * Opens an envelope found at `path`, sealed for the same `direction`,
+   * `context` and `bound` fields: the original JSON value's text. Throws
+   * DppError.
+   */
   open(path, envelope, options = {}) {
-    return unwrap(raw.openEnvelope(this.#live(), String(path), String(envelope), options.context ?? '')).value;
+    return unwrap(raw.openEnvelope(this.#live(), String(path), String(envelope), JSON.stringify(position(options))))
+      .value;
   }
 
   /** Wipes the keys. The keyring is unusable afterwards. */

@@ -59,17 +59,27 @@ export type PolicyCheck =
 /** Checks a policy exactly as the filter does when Envoy loads it. Never throws for an invalid policy. */
 export function checkPolicy(json: string): PolicyCheck;
 
-export interface SealOptions {
-  /** `random` (default): equal values give unrelated envelopes. `deterministic`: equal values give equal envelopes. */
-  mode?: 'random' | 'deterministic';
-  /** The rule's `context`; the envelope opens only with the same context. */
+/** JSON values (what `JSON.stringify` accepts). */
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [name: string]: JsonValue };
+
+/** What an envelope binds besides its path; it opens only with the same values. */
+export interface OpenOptions {
+  /** Which message carries it. Default `request`. */
+  direction?: Direction;
+  /** The rule's `context`. Default empty. */
   context?: string;
-  /** Append a keyed blind index (equality lookups on random envelopes). */
-  blindIndex?: boolean;
+  /**
+   * The record's context fields (the rule's `context_fields`), in the rule's
+   * order: `{AmazonOrderId: '902-3159896-1390916'}` or `[['AmazonOrderId', '902-...']]`.
+   */
+  bound?: Record<string, JsonValue> | [string, JsonValue][];
 }
 
-export interface OpenOptions {
-  context?: string;
+export interface SealOptions extends OpenOptions {
+  /** `random` (default): equal values give unrelated envelopes. `deterministic`: equal values give equal envelopes. */
+  mode?: 'random' | 'deterministic';
+  /** Append a keyed blind index (equality lookups on random envelopes). */
+  blindIndex?: boolean;
 }
 
 export class Keyring {
@@ -88,7 +98,7 @@ export class Keyring {
    * the primary key. Returns the envelope (`dpg1.<key id>.<...>`).
    */
   seal(path: string, json: string | Uint8Array, options?: SealOptions): string;
-  /** Opens an envelope found at `path`: the original JSON text. Throws DppError. */
+  /** Opens an envelope found at `path` with the options it was sealed with: the original JSON text. Throws DppError. */
   open(path: string, envelope: string, options?: OpenOptions): string;
   /** Wipes the keys; the keyring cannot be used afterwards. */
   free(): void;

@@ -5,7 +5,8 @@
 use base64ct::Encoding;
 use dpp_core::crypto::envelope::{self, Scratch, SealOptions};
 use dpp_core::crypto::keyring::generate_entry;
-use dpp_core::crypto::{KeyId, Keyring, Mode};
+use dpp_core::crypto::{Field, FieldDigest, KeyId, Keyring, Mode};
+use dpp_core::json::{self, Bound};
 use dpp_core::policy::{Direction, FieldAction};
 use dpp_core::protect::{self, BodyFailure};
 use dpp_core::{Policy, PolicyError};
@@ -210,13 +211,35 @@ pub fn generate_log_key() -> Result<Zeroizing<String>, String> {
 
 // ---- envelopes ----------------------------------------------------------
 
-#[derive(Debug, Default, Deserialize)]
+/// Where a value sits: what the envelope's authenticated data binds
+/// besides the path (docs/envelope.md).
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SealRequest {
-    #[serde(default)]
-    pub mode: Option<String>,
+pub struct Position {
+    /// `request` or `response`: which message carries the envelope.
+    #[serde(default = "request")]
+    pub direction: String,
+    /// The rule's `context`.
     #[serde(default)]
     pub context: String,
+    /// The record's context fields (the rule's `context_fields`), in
+    /// order: (member name, JSON value).
+    #[serde(default)]
+    pub bound: Vec<(String, String)>,
+}
+
+fn request() -> String {
+    "request".into()
+}
+
+/// Options for sealing one value: its position and how.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SealRequest {
+    #[serde(flatten)]
+    pub position: Position,
+    #[serde(default)]
+    pub mode: Option<String>,
     #[serde(default)]
     pub blind_index: bool,
 }
@@ -237,65 +260,111 @@ fn envelope_problem(e: envelope::EnvelopeError) -> Problem {
     Problem::new(e.code(), format!("envelope refused: {}", e.code()))
 }
 
-pub fn seal_value(keyring: &Keyring, path: &str, value: &[u8], options: &str) -> Outcome<Sealed> {
-    let req: SealRequest = if options.trim().is_empty() {
-        SealRequest::default()
+fn bad_options(message: impl Into<String>) -> Problem {
+    Problem::new("bad_options", message)
+}
+
+fn parse_options<T: serde::de::DeserializeOwned>(options: &str) -> Result<T, Problem> {
+    let options = if options.trim().is_empty() {
+        "{}"
     } else {
-        match serde_json::from_str(options) {
-            Ok(r) => r,
-            Err(e) => return Outcome::err(Problem::new("bad_options", e.to_string())),
-        }
+        options
+    };
+    serde_json::from_str(options).map_err(|e| bad_options(e.to_string()))
+}
+
+/// Calls `f` with the envelope [`Field`] of `path` at `pos`: the digest `D`
+/// and the bound fields as canonical JSON, computed by core.
+fn with_field<R>(
+    path: &str,
+    pos: &Position,
+    f: impl FnOnce(&Field<'_>) -> R,
+) -> Result<R, Problem> {
+    let dir = parse_direction(&pos.direction).ok_or_else(|| {
+        bad_options(format!(
+            "direction {:?} is not `request` or `response`",
+            pos.direction
+        ))
+    })?;
+    let names: Vec<Box<str>> = pos.bound.iter().map(|(n, _)| n.as_str().into()).collect();
+    let mut arena = Vec::new();
+    let mut ranges = Vec::with_capacity(pos.bound.len());
+    for (name, value) in &pos.bound {
+        let start = arena.len();
+        json::canonical(value.as_bytes(), &mut arena)
+            .map_err(|e| bad_options(format!("bound field {name:?} is not JSON: {e}")))?;
+        ranges.push((start, arena.len()));
+    }
+    let digest = FieldDigest::new(dir.flow(), path, pos.context.as_bytes());
+    let field = Field {
+        path,
+        context: pos.context.as_bytes(),
+        digest: &digest,
+        bound: Bound::from_parts(&names, &ranges, &arena),
+    };
+    Ok(f(&field))
+}
+
+pub fn seal_value(keyring: &Keyring, path: &str, value: &[u8], options: &str) -> Outcome<Sealed> {
+    let req: SealRequest = match parse_options(options) {
+        Ok(r) => r,
+        Err(p) => return Outcome::err(p),
     };
     let mode = match req.mode.as_deref() {
         None | Some("random") => Mode::Random,
         Some("deterministic") => Mode::Deterministic,
         Some(other) => {
-            return Outcome::err(Problem::new(
-                "bad_options",
-                format!("mode {other:?} is not `random` or `deterministic`"),
-            ))
+            return Outcome::err(bad_options(format!(
+                "mode {other:?} is not `random` or `deterministic`"
+            )))
         }
     };
     let opts = SealOptions {
         mode,
-        context: req.context.as_bytes(),
         blind_index: req.blind_index,
     };
     let mut out = Vec::new();
-    let sealed = envelope::seal_into(
-        keyring.primary(),
-        path,
-        value,
-        opts,
-        &mut Scratch::default(),
-        &mut out,
-    );
+    let sealed = with_field(path, &req.position, |field| {
+        envelope::seal_into(
+            keyring.primary(),
+            field,
+            value,
+            opts,
+            &mut Scratch::default(),
+            &mut out,
+        )
+    });
     match sealed {
-        Ok(()) => {
-            // seal_into writes a JSON string: quotes around base64url and dots.
-            let text = String::from_utf8_lossy(&out);
-            Outcome::ok(Sealed {
-                envelope: text.trim_matches('"').to_string(),
-            })
-        }
-        Err(e) => Outcome::err(envelope_problem(e)),
+        // seal_into writes a JSON string: quotes around base64url and dots.
+        Ok(Ok(())) => Outcome::ok(Sealed {
+            envelope: String::from_utf8_lossy(&out).trim_matches('"').to_string(),
+        }),
+        Ok(Err(e)) => Outcome::err(envelope_problem(e)),
+        Err(p) => Outcome::err(p),
     }
 }
 
-pub fn open_envelope(keyring: &Keyring, path: &str, text: &str, context: &[u8]) -> Outcome<Opened> {
+pub fn open_envelope(keyring: &Keyring, path: &str, text: &str, options: &str) -> Outcome<Opened> {
+    let pos: Position = match parse_options(options) {
+        Ok(p) => p,
+        Err(p) => return Outcome::err(p),
+    };
     let mut out = Zeroizing::new(Vec::new());
-    match envelope::open_into(
-        keyring,
-        path,
-        text.as_bytes(),
-        context,
-        &mut Scratch::default(),
-        &mut out,
-    ) {
-        Ok(()) => Outcome::ok(Opened {
+    let opened = with_field(path, &pos, |field| {
+        envelope::open_into(
+            keyring,
+            field,
+            text.as_bytes(),
+            &mut Scratch::default(),
+            &mut out,
+        )
+    });
+    match opened {
+        Ok(Ok(())) => Outcome::ok(Opened {
             value: String::from_utf8_lossy(&out).into_owned(),
         }),
-        Err(e) => Outcome::err(envelope_problem(e)),
+        Ok(Err(e)) => Outcome::err(envelope_problem(e)),
+        Err(p) => Outcome::err(p),
     }
 }
 

@@ -166,21 +166,18 @@ pub fn generate_log_key() -> Result<JsValue, JsError> {
 }
 
 /// Seals one JSON value found at `path` into an envelope. `options` is
-/// JSON: `{"mode":"random"|"deterministic","context":"...","blind_index":bool}`.
+/// JSON: `{"direction":"request"|"response","context":"...","bound":[[name,
+/// json],...],"mode":"random"|"deterministic","blind_index":bool}`.
 #[wasm_bindgen(js_name = sealValue)]
 pub fn seal_value(keyring: &Keyring, path: &str, value: &[u8], options: &str) -> String {
     to_json(&api::seal_value(&keyring.inner, path, value, options))
 }
 
 /// Opens one envelope found at `path`: the original JSON value's text.
+/// `options`: `{"direction","context","bound"}` as for [`seal_value`].
 #[wasm_bindgen(js_name = openEnvelope)]
-pub fn open_envelope(keyring: &Keyring, path: &str, envelope: &str, context: &str) -> String {
-    to_json(&api::open_envelope(
-        &keyring.inner,
-        path,
-        envelope,
-        context.as_bytes(),
-    ))
+pub fn open_envelope(keyring: &Keyring, path: &str, envelope: &str, options: &str) -> String {
+    to_json(&api::open_envelope(&keyring.inner, path, envelope, options))
 }
 
 /// AEAD_AES_256_GCM_SIV (RFC 8452) encryption with the cipher the keyring

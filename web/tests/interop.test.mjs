@@ -12,13 +12,15 @@ import {
   envelopes,
   leaks,
   policyFile,
+  readJson,
   request,
   scratch,
   spApiSamples,
   startEnvoy,
 } from './support/index.mjs';
 
-const RULE = { direction: 'request', preset: 'sp-api-orders', context: 'sp-api-orders' };
+// The shipped hop policy's request rule: the SP-API preset, bound to the order id.
+const RULE = readJson('envoy/policies/hop-a-encrypt.json').routes[0].encrypt[0];
 // One Envoy, two routes: /seal/ encrypts request PII (the filter seals),
 // /open/ decrypts it (the filter opens). The echo service answers with the
 // body it received, so a response shows what the filter forwarded.

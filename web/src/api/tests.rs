@@ -102,21 +102,33 @@ fn generated_keys_parse() {
 #[test]
 fn sealed_values_open_only_at_their_path_and_context() {
     let ring = ring();
-    let sealed = seal_value(
-        &ring,
-        "$.payload.BuyerEmail",
-        br#""a@example.com""#,
-        r#"{"context":"t"}"#,
-    );
+    let at = r#"{"direction":"response","context":"t","bound":[["AmazonOrderId","\"1\""]]}"#;
+    let sealed = seal_value(&ring, "$.payload.BuyerEmail", br#""a@example.com""#, at);
     let env = &sealed.value().unwrap().envelope;
     assert!(env.starts_with("dpg1.k1."), "{env}");
-    let opened = open_envelope(&ring, "$.payload.BuyerEmail", env, b"t");
+    let opened = open_envelope(&ring, "$.payload.BuyerEmail", env, at);
     assert_eq!(opened.value().unwrap().value, r#""a@example.com""#);
-    for (path, ctx) in [("$.payload.BuyerName", "t"), ("$.payload.BuyerEmail", "u")] {
-        let refused = open_envelope(&ring, path, env, ctx.as_bytes());
+    // The bound value is compared in canonical form.
+    let spaced = r#"{"direction":"response","context":"t","bound":[["AmazonOrderId"," \"1\" "]]}"#;
+    assert!(open_envelope(&ring, "$.payload.BuyerEmail", env, spaced).is_ok());
+    for (path, pos) in [
+        ("$.payload.BuyerName", at),
+        ("$.payload.BuyerEmail", &at.replace("\"t\"", "\"u\"")),
+        ("$.payload.BuyerEmail", &at.replace("response", "request")),
+        (
+            "$.payload.BuyerEmail",
+            &at.replace("\\\"1\\\"", "\\\"2\\\""),
+        ),
+        (
+            "$.payload.BuyerEmail",
+            r#"{"direction":"response","context":"t"}"#,
+        ),
+    ] {
+        let refused = open_envelope(&ring, path, env, pos);
         assert_eq!(
-            refused.problem().unwrap().code,
-            "envelope_authentication_failed"
+            refused.problem().map(|p| p.code.as_str()),
+            Some("envelope_authentication_failed"),
+            "{path} {pos}"
         );
     }
     let bad = seal_value(&ring, "$.a", b"1", r#"{"mode":"sideways"}"#);

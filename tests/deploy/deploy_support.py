@@ -22,6 +22,9 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+# Envoys a test uses but does not own (module-scoped stacks): their logs go
+# into the report of a failing test (tests/deploy/conftest.py).
+SHOWN_ENVOYS = pytest.StashKey[list]()
 DEPLOY = ROOT / "deploy"
 WASM = ROOT / "target" / "wasm32-wasip1" / "release" / "dpp_guard.wasm"
 sys.path.insert(0, str(DEPLOY / "tools"))

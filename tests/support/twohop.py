@@ -6,18 +6,24 @@
                      decrypts          everything)    encrypts
                      response PII)                    response PII)
 
-Envoy A and B run the shipped bootstrap envoy/dpp-guard.yaml with
+Envoy A and B run the shipped bootstrap envoy/dpp-guard-fields.yaml with
 envoy/hop-a-encrypt.ecds.yaml and envoy/hop-b-decrypt.ecds.yaml; their
-keyrings come from the DPP_GUARD_KEYS environment variable of each Envoy.
+keyrings come from the DPP_GUARD_KEYS environment variable of each Envoy,
+their log keys from DPP_GUARD_LOG_KEY (one per hop).
+
+The relay can also play the adversary: `relay_path` rewrites the path of
+every request it forwards to Envoy B (tests/test_adversary.py).
 """
 from __future__ import annotations
 
+import base64
 import json
+import os
 import subprocess
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from . import client
 from .paths import ENVOY_DIR, ROOT
@@ -29,6 +35,11 @@ CLI = ROOT / "target" / "debug" / "dpp-guard"
 HOP_A = ENVOY_DIR / "hop-a-encrypt.ecds.yaml"
 HOP_B = ENVOY_DIR / "hop-b-decrypt.ecds.yaml"
 BOOTSTRAP = ENVOY_DIR / "dpp-guard-fields.yaml"
+
+
+def log_key() -> str:
+    """A fresh log key: 32 random bytes, base64 (docs/logging.md)."""
+    return base64.b64encode(os.urandom(32)).decode()
 
 
 def keygen(key_id: str) -> str:
@@ -59,19 +70,24 @@ class TwoHop:
 
     def __init__(self, pki: TestPki, workdir: Path, keys_a: str, keys_b: Optional[str] = None,
                  service: Optional[Responder] = None,
-                 policy_a: Optional[Mapping[str, Any]] = None, policy_b: Optional[Mapping[str, Any]] = None):
+                 policy_a: Optional[Mapping[str, Any]] = None, policy_b: Optional[Mapping[str, Any]] = None,
+                 bootstrap_b: Path = BOOTSTRAP, relay_path: Optional[Callable[[str], str]] = None):
         self.pki = pki
         # Both filters of each Envoy (dpp_guard and the upstream TLS guard)
         # read the same policy: the hop's shipped one unless overridden.
         policy_a = policy_a or json.loads((ENVOY_DIR / "policies" / "hop-a-encrypt.json").read_text())
         policy_b = policy_b or json.loads((ENVOY_DIR / "policies" / "hop-b-decrypt.json").read_text())
         self.relay_log: list[RelayExchange] = []
+        self.relay_path = relay_path
         self._lock = threading.Lock()
+        self.log_keys = {"a": log_key(), "b": log_key()}
         self.b = GuardStack(pki, workdir=workdir / "envoy-b", policy=policy_b, responder=service,
-                            env={"DPP_GUARD_KEYS": keys_b if keys_b is not None else keys_a}, ecds=HOP_B,
-                            bootstrap=BOOTSTRAP)
+                            env={"DPP_GUARD_KEYS": keys_b if keys_b is not None else keys_a,
+                                 "DPP_GUARD_LOG_KEY": self.log_keys["b"]},
+                            ecds=HOP_B, bootstrap=bootstrap_b)
         self.a = GuardStack(pki, workdir=workdir / "envoy-a", policy=policy_a, responder=self._relay,
-                            env={"DPP_GUARD_KEYS": keys_a}, ecds=HOP_A, bootstrap=BOOTSTRAP)
+                            env={"DPP_GUARD_KEYS": keys_a, "DPP_GUARD_LOG_KEY": self.log_keys["a"]},
+                            ecds=HOP_A, bootstrap=BOOTSTRAP)
 
     @property
     def service(self):
@@ -83,10 +99,11 @@ class TwoHop:
 
     def _relay(self, req: ReceivedRequest) -> ScriptedResponse:
         """The untrusted relay: forwards to Envoy B over TLS, keeps a copy of everything."""
-        exchange = RelayExchange(req)
+        path = self.relay_path(req.path) if self.relay_path else req.path
+        exchange = RelayExchange(ReceivedRequest(req.method, path, req.headers, req.body))
         headers = {k: v for k, v in req.headers.items()
                    if k in ("content-type", "content-encoding", "accept-encoding")}
-        r = client.request(self.b.port, req.method, req.path, ca=self.pki.ca_cert,
+        r = client.request(self.b.port, req.method, path, ca=self.pki.ca_cert,
                            headers=headers, body=req.body if req.body else None)
         exchange.status, exchange.response_headers, exchange.response_body = r.status, r.headers, r.body
         with self._lock:

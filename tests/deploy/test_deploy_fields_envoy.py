@@ -352,6 +352,10 @@ def test_a_refused_request_never_starts_upstream(hops):
     assert r.json()["error"] == "envelope_rejected"
     assert b.counter(f"cluster.{INBOUND_CLUSTER}.upstream_rq_total") == started, "a request started towards the app"
     assert len(hops["app"].server.requests) == seen
+    # A path the receiver's policy does not list is not served to the relay.
+    r = b.request("GET", "/internal/orders/export", ca=hops["relay"].ca)
+    assert r.status == 404 and r.json()["error"] == "no_route", r.body
+    assert len(hops["app"].server.requests) == seen
 
 
 # --- the upstream TLS guard ------------------------------------------------------

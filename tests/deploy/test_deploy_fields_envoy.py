@@ -395,10 +395,21 @@ def test_holds_in_the_wrong_order_turn_a_refusal_into_a_reset(topology, tmp_path
             hop = mesh_run.Hop(envoy, "sidecar_outbound", envoy.listener_port("sidecar_outbound"))
             got = mesh_run.roles(mesh_run.http_filters_of(envoy, hop.listener), hold_code)
             assert [r for r in got if r != "other"] == ["request_hold", "dpp_guard", "response_hold", "router"]
-            with pytest.raises((http.client.HTTPException, ConnectionError)):
-                r = hop.request("GET", BUYER_INFO_PATH, host=RELAY_HOST)
-                # Headers already went out: at best a truncated 200.
-                assert r.status == 502
+            conn = http.client.HTTPConnection("127.0.0.1", hop.port, timeout=15)
+            try:
+                conn.putrequest("GET", BUYER_INFO_PATH, skip_host=True)
+                conn.putheader("host", RELAY_HOST)
+                conn.endheaders()
+                r = conn.getresponse()
+                # The headers left before the body was checked: a 200, with
+                # the internal hold mark nobody removed...
+                assert r.status == 200
+                assert r.getheader("x-dpp-guard-hold") == "1"
+                # ... then the refusal can only reset the stream.
+                with pytest.raises((http.client.HTTPException, ConnectionError)):
+                    r.read()
+            finally:
+                conn.close()
             r = hop.request("POST", BUYER_INFO_PATH, host=RELAY_HOST, body="not json", headers={"content-type": "text/plain"})
             assert r.status == 415
             assert hop.counter(f"cluster.{RELAY_CLUSTER}.upstream_rq_total") >= 1, "the request had started upstream"
@@ -462,3 +473,26 @@ def test_patch_policy_reports_a_hold_whose_anchor_is_gone(topology):
     gw = eg_xds.translate(eep, "https", {}, [{"match": {"prefix": "/"}, "route": {"cluster": "c"}}], "https://x/y.wasm", "0" * 64)
     errors = eg_xds.apply_patch_policy(gw, epp)
     assert len(errors) == 1 and "no jsonPointers" in errors[0], errors
+
+
+def test_the_rejected_policy_alert_covers_every_shipped_plugins_ecds_name(topology):
+    """DppGuardPolicyRejected reads Envoy's ECDS counter of the dpp_guard
+    filter (a plugin that refused its policy exports nothing else). Its
+    name carries the filter's resource name, which Istio builds from the
+    resource (and renamed in 1.30): the alert must match every one, as
+    Envoy's Prometheus output spells it (prefix envoy_, every character
+    outside [a-zA-Z0-9_] turned into _)."""
+    import re
+
+    from test_deploy_alerts import alert_regex
+
+    rx = alert_regex("DppGuardPolicyRejected")
+    names = set()
+    for flavour in FIELD_FLAVOURS:
+        docs = flavour_docs(topology.root, flavour)
+        for istio in ("1.29", "1.30"):
+            names |= {e.resource_name for e in istio_xds.extensions(docs, istio) if "wasm" in e.spec}
+    assert len(names) >= 6, names
+    for name in names:
+        prom = "envoy_" + re.sub(r"[^a-zA-Z0-9_]", "_", f"extension_config_discovery.http_filter.{name}.update_rejected")
+        assert re.fullmatch(rx, prom), prom

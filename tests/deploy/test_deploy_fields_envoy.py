@@ -40,6 +40,10 @@ from support.sp_api import OPERATIONS, leaks, pii_values
 from support.upstream import RawTcpRecorder, ReceivedRequest, RecordingHttpServer, ScriptedResponse
 
 JSON = {"content-type": "application/json"}
+# A record whose PII field holds a plain value where an envelope belongs
+# (the order id is there: the rules bind envelopes to it).
+PLAIN_VALUE = json.dumps({"payload": {"AmazonOrderId": OPERATIONS["getOrder"][1]["payload"]["AmazonOrderId"],
+                                      "BuyerEmail": "injected@example.com"}}).encode()
 RELAY_HOST = "relay.partner.example"
 RELAY_CLUSTER = f"outbound|80||{RELAY_HOST}"
 PLAIN_HOST = "plain.partner.example"
@@ -314,7 +318,7 @@ def test_the_running_chains_have_response_hold_dpp_guard_request_hold_in_order(h
 
 def test_a_refused_response_body_reaches_the_client_as_502_not_a_reset(hops):
     # At the sender: the relay answers a plain value where an envelope belongs.
-    hops["relay"].tamper_response = ScriptedResponse(headers=dict(JSON), body=b'{"payload":{"BuyerEmail":"injected@example.com"}}')
+    hops["relay"].tamper_response = ScriptedResponse(headers=dict(JSON), body=PLAIN_VALUE)
     r = send(hops, "GET", BUYER_INFO_PATH)
     assert r.status == 502, r.body
     assert r.json()["error"] == "envelope_rejected"
@@ -346,8 +350,7 @@ def test_a_refused_request_never_starts_upstream(hops):
     # an envelope belongs (a tampering relay).
     started = b.counter(f"cluster.{INBOUND_CLUSTER}.upstream_rq_total")
     seen = len(hops["app"].server.requests)
-    r = b.request("POST", BUYER_INFO_PATH, ca=hops["relay"].ca, headers=JSON,
-                  body='{"payload":{"BuyerEmail":"injected@example.com"}}')
+    r = b.request("POST", BUYER_INFO_PATH, ca=hops["relay"].ca, headers=JSON, body=PLAIN_VALUE)
     assert r.status == 502, r.body
     assert r.json()["error"] == "envelope_rejected"
     assert b.counter(f"cluster.{INBOUND_CLUSTER}.upstream_rq_total") == started, "a request started towards the app"
@@ -385,7 +388,7 @@ def test_holds_in_the_wrong_order_turn_a_refusal_into_a_reset(topology, tmp_path
     has already started upstream."""
     docs = mesh_run.swap_hold_priorities(flavour_docs(topology.root, "trafficextension"))
     relay = RecordingHttpServer(tls=topology.leaves["relay"],
-                                responder=lambda req: ScriptedResponse(headers=dict(JSON), body=b'{"payload":{"BuyerEmail":"x@example.com"}}'))
+                                responder=lambda req: ScriptedResponse(headers=dict(JSON), body=PLAIN_VALUE))
     relay.start()
     try:
         boot = topology.istio_sender_boot(docs, tmp_path, relay.port, relay.port, "1.30")

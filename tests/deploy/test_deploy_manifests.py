@@ -526,6 +526,24 @@ def test_egress_encrypts_what_ingress_decrypts():
     assert ingress["transport"]["downstream"]["trusted_tls_terminator"] is False
 
 
+def test_field_rules_are_the_shipped_hop_policies():
+    """The Kubernetes sides run the field rules of envoy/policies: the
+    sender (and the Gateway) those of hop A, the receiver those of hop B, so
+    a change to the envelope rules there reaches deploy/ too."""
+    from deploy_support import ENVOY_DIR
+
+    hop = {side: json.loads((ENVOY_DIR / "policies" / f"hop-{side}.json").read_text()) for side in ("a-encrypt", "b-decrypt")}
+
+    def rules(policy: dict) -> list[dict]:
+        return [{k: r[k] for k in ("encrypt", "decrypt", "body") if k in r} for r in policy["routes"] if "encrypt" in r or "decrypt" in r]
+
+    for flavour in FIELD_FLAVOURS:
+        for plugin in _field_plugins(flavour):
+            side = "a-encrypt" if plugin["metadata"]["namespace"] == "orders" else "b-decrypt"
+            assert rules(_policy_of(plugin)) == rules(hop[side]), (flavour, plugin["metadata"]["name"])
+    assert rules(pick("EnvoyExtensionPolicy")["spec"]["wasm"][0]["config"]) == rules(hop["a-encrypt"])
+
+
 def test_egress_policy_agrees_with_the_upstream_guard_on_upstream_rules():
     # The sidecar of orders-api runs dpp_guard (egress) and the upstream
     # guard; both read transport.upstream (docs/policy.md#transport).

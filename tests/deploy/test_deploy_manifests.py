@@ -281,6 +281,20 @@ CEL_BREAKS = {
         "TrafficExtension", "dpp-guard-hold-response",
         lambda d: d["spec"]["selector"]["matchLabels"].update({"dpp-guard/protected": "tr*e"}), "wildcard not allowed",
     ),
+    "envoyfilter-wildcard-label": (
+        "EnvoyFilter", "dpp-guard-holds",
+        lambda d: d["spec"]["workloadSelector"]["labels"].update({"dpp-guard/protected": "tr*e"}), "wildcard is not supported",
+    ),
+    "envoyfilter-selector-and-targetrefs": (
+        "EnvoyFilter", "dpp-upstream-guard",
+        lambda d: d["spec"].update(targetRefs=[{"kind": "Service", "name": "orders-api"}]), "only one of targetRefs or workloadSelector",
+    ),
+    "envoyproxy-image-and-repository": (
+        "EnvoyProxy", "dpp-guard-proxy",
+        lambda d: d["spec"]["provider"]["kubernetes"]["envoyDeployment"]["container"].update(
+            image="docker.io/envoyproxy/envoy:distroless-v1.40.0", imageRepository="docker.io/envoyproxy/envoy"),
+        "Either image or imageRepository can be set",
+    ),
     "eep-targetref-kind": ("EnvoyExtensionPolicy", "dpp-guard", lambda d: d["spec"]["targetRefs"][0].update(kind="Service"), "can only have a targetRefs[*].kind"),
     "eep-no-target": ("EnvoyExtensionPolicy", "dpp-guard", lambda d: d["spec"].pop("targetRefs"), "either targetRef or targetRefs"),
     "eep-image-type-without-image": (

@@ -320,8 +320,9 @@ def apply_envoy_filters(docs: list[dict], sidecar: Sidecar, listener_class: str,
 Fetch = Callable[[str, str], Path]  # (oci URL, expected manifest digest hex) -> local plugin.wasm
 
 
-def deny_all(name: str) -> dict:
-    """pkg/wasm/convert.go createHTTPDefaultFilter(fail_open=False)."""
+def deny_all() -> dict:
+    """pkg/wasm/convert.go createHTTPDefaultFilter(fail_open=False): RBAC
+    with empty rules denies everything."""
     return {"@type": RBAC_TYPE, "rules": {}, "rules_stat_prefix": "wasm-default-deny"}
 
 
@@ -346,7 +347,7 @@ def agent_converts(ecds: dict[str, dict], fetch: Fetch) -> dict[str, dict]:
             path = fetch(remote["http_uri"]["uri"], remote.get("sha256", ""))
         except Exception:  # noqa: BLE001 - any fetch failure: the default filter
             fail_open = config.get("failure_policy") == "FAIL_OPEN" or config.get("fail_open", False)
-            out[name] = {"@type": RBAC_TYPE, "rules_stat_prefix": "wasm-default-allow"} if fail_open else deny_all(name)
+            out[name] = {"@type": RBAC_TYPE, "rules_stat_prefix": "wasm-default-allow"} if fail_open else deny_all()
             continue
         vm["code"] = {"local": {"filename": str(path)}}
         out[name] = typed

@@ -295,16 +295,6 @@ def roles(http_filters: list[dict], hold_code: Callable[[str], str]) -> list[str
     return out
 
 
-def discovered_root_id(envoy: Envoy, filter_name: str) -> Optional[str]:
-    """root_id of an ECDS-delivered filter as the running Envoy holds it."""
-    dump = json.loads(envoy.admin_get("/config_dump?resource=ecds_filters"))
-    for item in dump.get("configs", []):
-        ec = item.get("ecds_filter", {})
-        if ec.get("name") == filter_name:
-            return ec.get("typed_config", {}).get("config", {}).get("root_id")
-    return None
-
-
 def swap_hold_priorities(docs: list[dict]) -> list[dict]:
     """A broken copy: the two TrafficExtension holds trade priorities, so the
     request hold lands before dpp_guard and the response hold after it."""

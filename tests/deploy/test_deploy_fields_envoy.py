@@ -499,3 +499,29 @@ def test_the_rejected_policy_alert_covers_every_shipped_plugins_ecds_name(topolo
     for name in names:
         prom = "envoy_" + re.sub(r"[^a-zA-Z0-9_]", "_", f"extension_config_discovery.http_filter.{name}.update_rejected")
         assert re.fullmatch(rx, prom), prom
+
+
+def test_a_module_that_fails_its_pin_leaves_the_receiver_refusing_everything(topology, tmp_path):
+    """istio-agent checks the image against the pinned digest; on a mismatch
+    it hands Envoy a deny-all RBAC filter in dpp_guard's place (FAIL_CLOSE),
+    so the receiving side refuses every request instead of passing
+    envelopes, or anything else, to the app unchecked."""
+    docs = json.loads(json.dumps(flavour_docs(topology.root, "trafficextension")))
+    (plugin,) = [d for d in docs if d["kind"] == "TrafficExtension" and d["metadata"]["name"] == "dpp-guard-ingress"]
+    plugin["spec"]["wasm"]["sha256"] = "0" * 64
+    app = App()
+    app.server.start()
+    try:
+        boot = topology.istio_receiver_boot(docs, tmp_path, app.port, "1.30")
+        envoy = mesh_run.new_envoy(boot, tmp_path, topology.env, "receiver")
+        mesh_run.start_envoys([envoy])
+        try:
+            port = envoy.listener_port("sidecar_inbound")
+            for method, path, body in (("GET", BUYER_INFO_PATH, None), ("POST", BUYER_INFO_PATH, PLAIN_VALUE), ("GET", "/healthz", None)):
+                r = client.request(port, method, path, ca=topology.pki.ca_cert, body=body, headers=JSON if body else None)
+                assert r.status == 403, (method, path, r.status, r.body)
+            assert app.server.requests == [], "a request reached the app without dpp_guard"
+        finally:
+            envoy.stop()
+    finally:
+        app.server.stop()

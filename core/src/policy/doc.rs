@@ -16,6 +16,8 @@ pub struct PolicyDoc {
     pub logging: Option<super::logging::LoggingDoc>,
     /// Encryption in transit; compiled in `transport.rs`.
     pub transport: Option<super::transport::TransportDoc>,
+    /// Unmatched requests and non-normal paths; compiled in `requests.rs`.
+    pub requests: Option<super::requests::RequestsDoc>,
 }
 
 #[derive(Deserialize)]
@@ -98,6 +100,9 @@ pub struct MatchDoc {
     pub path: Option<PathDoc>,
     pub methods: Option<Vec<String>>,
     pub route_name: Option<String>,
+    /// Paths compare case-insensitively unless this is set.
+    #[serde(default)]
+    pub case_sensitive: bool,
 }
 
 #[derive(Debug, Deserialize)]

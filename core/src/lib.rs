@@ -15,6 +15,7 @@ pub mod logkey;
 pub mod policy;
 pub mod protect;
 pub mod scrub;
+pub mod stream;
 pub mod transport;
 pub mod wire;
 

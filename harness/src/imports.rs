@@ -6,6 +6,7 @@
 use wasmtime::{Caller, Extern, Linker, Module, Val, ValType};
 
 use crate::abi::{buffer, errno, map, status, stream, LogLevel, MetricKind};
+use crate::hostcalls;
 use crate::properties::Properties;
 use crate::state::{
     header_value, CallResponse, Deferred, Headers, HostState, HttpCall, LocalReply, Side,
@@ -66,6 +67,7 @@ fn copy_out(c: &mut C<'_>, data: &[u8], ptr_ptr: i32, len_ptr: i32) -> wasmtime:
     if data.is_empty() {
         return Ok(status::OK);
     }
+    hostcalls::allocated(c.data_mut());
     let alloc = c.data().allocator;
     let Some(Extern::Func(f)) = c.get_export(alloc) else {
         return Ok(status::INTERNAL_FAILURE);
@@ -292,6 +294,7 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_log",
         |mut c: C<'_>, level: i32, ptr: i32, len: i32| -> R {
+            intercept!(c, "proxy_log");
             let msg = tri!(read_str(&mut c, ptr, len));
             let Some(level) = LogLevel::from_wasm(level) else {
                 return Ok(status::BAD_ARGUMENT);
@@ -304,6 +307,7 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_log_level",
         |mut c: C<'_>, ret: i32| -> R {
+            intercept!(c, "proxy_get_log_level");
             let lvl = c.data().config.log_level as u32;
             tri!(write_u32(&mut c, ret, lvl));
             Ok(status::OK)
@@ -313,6 +317,7 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_current_time_nanoseconds",
         |mut c: C<'_>, ret: i32| -> R {
+            intercept!(c, "proxy_get_current_time_nanoseconds");
             let now = c.data().realtime_ns();
             tri!(write(&mut c, ret, &now.to_le_bytes()));
             Ok(status::OK)
@@ -322,6 +327,7 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_set_tick_period_milliseconds",
         |mut c: C<'_>, period: i32| -> R {
+            intercept!(c, "proxy_set_tick_period_milliseconds");
             let s = c.data_mut();
             s.tick_period_ms = period as u32;
             s.next_tick_ns = s
@@ -336,6 +342,7 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_buffer_bytes",
         |mut c: C<'_>, kind: i32, start: i32, max: i32, ptr_ptr: i32, len_ptr: i32| -> R {
+            intercept!(c, "proxy_get_buffer_bytes");
             let data = tri!(buffer_contents(c.data_mut(), kind));
             let (start, max) = (start as u32 as usize, max as u32 as usize);
             let slice = if start >= data.len() {
@@ -350,6 +357,7 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_buffer_status",
         |mut c: C<'_>, kind: i32, len_ptr: i32, flags_ptr: i32| -> R {
+            intercept!(c, "proxy_get_buffer_status");
             let data = tri!(buffer_contents(c.data_mut(), kind));
             tri!(write_u32(&mut c, len_ptr, data.len() as u32));
             tri!(write_u32(&mut c, flags_ptr, 0));
@@ -360,6 +368,7 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_set_buffer_bytes",
         |mut c: C<'_>, kind: i32, start: i32, size: i32, ptr: i32, len: i32| -> R {
+            intercept!(c, "proxy_set_buffer_bytes");
             let bytes = tri!(read(&mut c, ptr, len));
             let s = c.data_mut();
             let side = match (kind, s.stream()) {
@@ -399,6 +408,7 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_header_map_pairs",
         |mut c: C<'_>, kind: i32, ptr_ptr: i32, len_ptr: i32| -> R {
+            intercept!(c, "proxy_get_header_map_pairs");
             let pairs = match tri!(header_map(c.data_mut(), kind)) {
                 Some(m) => m.clone(),
                 None => Vec::new(),
@@ -410,6 +420,7 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_header_map_size",
         |mut c: C<'_>, kind: i32, ret: i32| -> R {
+            intercept!(c, "proxy_get_header_map_size");
             // Envoy answers the map's byte size (keys and values).
             let size = match tri!(header_map(c.data_mut(), kind)) {
                 Some(m) => m.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>(),
@@ -423,6 +434,7 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_header_map_value",
         |mut c: C<'_>, kind: i32, kp: i32, kl: i32, ptr_ptr: i32, len_ptr: i32| -> R {
+            intercept!(c, "proxy_get_header_map_value");
             let key = tri!(read_str(&mut c, kp, kl)).to_ascii_lowercase();
             let in_log = stream_in_log(c.data_mut());
             let value = match tri!(header_map(c.data_mut(), kind)) {
@@ -443,6 +455,7 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_set_header_map_pairs",
         |mut c: C<'_>, kind: i32, ptr: i32, len: i32| -> R {
+            intercept!(c, "proxy_set_header_map_pairs");
             let bytes = tri!(read(&mut c, ptr, len));
             let Some(pairs) = deserialize_pairs(&bytes) else {
                 return Ok(status::BAD_ARGUMENT);
@@ -463,6 +476,7 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             "env",
             name,
             move |mut c: C<'_>, kind: i32, kp: i32, kl: i32, vp: i32, vl: i32| -> R {
+                intercept!(c, name);
                 let key = tri!(read_str(&mut c, kp, kl)).to_ascii_lowercase();
                 let value = tri!(read_str(&mut c, vp, vl));
                 mutate_map(c.data_mut(), kind, |m| {
@@ -490,6 +504,7 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_remove_header_map_value",
         |mut c: C<'_>, kind: i32, kp: i32, kl: i32| -> R {
+            intercept!(c, "proxy_remove_header_map_value");
             let key = tri!(read_str(&mut c, kp, kl)).to_ascii_lowercase();
             mutate_map(c.data_mut(), kind, |m| m.retain(|(k, _)| *k != key))
         },
@@ -500,6 +515,7 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_continue_stream",
         |mut c: C<'_>, which: i32| -> R {
+            intercept!(c, "proxy_continue_stream");
             let s = c.data_mut();
             if !(0..=3).contains(&which) {
                 return Ok(status::BAD_ARGUMENT);
@@ -518,6 +534,7 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_close_stream",
         |mut c: C<'_>, which: i32| -> R {
+            intercept!(c, "proxy_close_stream");
             let s = c.data_mut();
             if !(0..=3).contains(&which) {
                 return Ok(status::BAD_ARGUMENT);
@@ -531,6 +548,7 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     )?;
     // ABI 0.1.0 spellings still used by older SDKs.
     l.func_wrap("env", "proxy_continue_request", |mut c: C<'_>| -> R {
+        intercept!(c, "proxy_continue_request");
         let s = c.data_mut();
         let id = s.effective_context;
         if s.streams.contains_key(&id) {
@@ -540,6 +558,7 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         Ok(status::OK)
     })?;
     l.func_wrap("env", "proxy_continue_response", |mut c: C<'_>| -> R {
+        intercept!(c, "proxy_continue_response");
         let s = c.data_mut();
         let id = s.effective_context;
         if s.streams.contains_key(&id) {
@@ -548,7 +567,8 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         }
         Ok(status::OK)
     })?;
-    l.func_wrap("env", "proxy_clear_route_cache", |_c: C<'_>| -> R {
+    l.func_wrap("env", "proxy_clear_route_cache", |mut c: C<'_>| -> R {
+        intercept!(c, "proxy_clear_route_cache");
         Ok(status::OK)
     })?;
     l.func_wrap(
@@ -564,6 +584,7 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
          hl: i32,
          grpc: i32|
          -> R {
+            intercept!(c, "proxy_send_local_response");
             let details = tri!(read_str(&mut c, dp, dl));
             let body = tri!(read(&mut c, bp, bl));
             let hbytes = tri!(read(&mut c, hp, hl));
@@ -609,6 +630,7 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
          timeout: i32,
          token_ptr: i32|
          -> R {
+            intercept!(c, "proxy_http_call");
             let upstream = tri!(read_str(&mut c, up, ul));
             let hb = tri!(read(&mut c, hp, hl));
             let body = tri!(read(&mut c, bp, bl));
@@ -649,6 +671,7 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_status",
         |mut c: C<'_>, code_ptr: i32, msg_ptr: i32, msg_len: i32| -> R {
+            intercept!(c, "proxy_get_status");
             let (code, msg) = c.data().status.clone();
             tri!(write_u32(&mut c, code_ptr, code));
             copy_out(&mut c, msg.as_bytes(), msg_ptr, msg_len)
@@ -660,6 +683,7 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_shared_data",
         |mut c: C<'_>, kp: i32, kl: i32, ptr_ptr: i32, len_ptr: i32, cas_ptr: i32| -> R {
+            intercept!(c, "proxy_get_shared_data");
             let key = tri!(read_str(&mut c, kp, kl));
             let s = c.data();
             let Some((value, cas)) = s.node.shared_data(&s.config.vm_id, &key) else {
@@ -673,6 +697,7 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_set_shared_data",
         |mut c: C<'_>, kp: i32, kl: i32, vp: i32, vl: i32, cas: i32| -> R {
+            intercept!(c, "proxy_set_shared_data");
             let key = tri!(read_str(&mut c, kp, kl));
             let value = tri!(read(&mut c, vp, vl));
             let s = c.data();
@@ -684,6 +709,7 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_register_shared_queue",
         |mut c: C<'_>, np: i32, nl: i32, ret: i32| -> R {
+            intercept!(c, "proxy_register_shared_queue");
             let name = tri!(read_str(&mut c, np, nl));
             let s = c.data();
             let id = s
@@ -697,6 +723,7 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_resolve_shared_queue",
         |mut c: C<'_>, vp: i32, vl: i32, np: i32, nl: i32, ret: i32| -> R {
+            intercept!(c, "proxy_resolve_shared_queue");
             let vm_id = tri!(read_str(&mut c, vp, vl));
             let name = tri!(read_str(&mut c, np, nl));
             let Some(id) = c.data().node.resolve_queue(&vm_id, &name) else {
@@ -710,6 +737,7 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_enqueue_shared_queue",
         |mut c: C<'_>, id: i32, vp: i32, vl: i32| -> R {
+            intercept!(c, "proxy_enqueue_shared_queue");
             let value = tri!(read(&mut c, vp, vl));
             Ok(match c.data().node.enqueue(id as u32, &value) {
                 Ok(_) => status::OK,
@@ -721,6 +749,7 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_dequeue_shared_queue",
         |mut c: C<'_>, id: i32, ptr_ptr: i32, len_ptr: i32| -> R {
+            intercept!(c, "proxy_dequeue_shared_queue");
             let item = tri!(c.data().node.dequeue(id as u32));
             copy_out(&mut c, &item, ptr_ptr, len_ptr)
         },
@@ -731,6 +760,7 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_define_metric",
         |mut c: C<'_>, kind: i32, np: i32, nl: i32, ret: i32| -> R {
+            intercept!(c, "proxy_define_metric");
             let name = tri!(read_str(&mut c, np, nl));
             let Some(kind) = MetricKind::from_wasm(kind) else {
                 return Ok(status::BAD_ARGUMENT);
@@ -750,7 +780,8 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     l.func_wrap(
         "env",
         "proxy_increment_metric",
-        |c: C<'_>, id: i32, offset: i64| -> R {
+        |mut c: C<'_>, id: i32, offset: i64| -> R {
+            intercept!(c, "proxy_increment_metric");
             let s = c.data();
             Ok(match s.metric_ids.get(&(id as u32)) {
                 Some(name) => s.node.increment_metric(name, offset),
@@ -761,7 +792,8 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     l.func_wrap(
         "env",
         "proxy_record_metric",
-        |c: C<'_>, id: i32, value: i64| -> R {
+        |mut c: C<'_>, id: i32, value: i64| -> R {
+            intercept!(c, "proxy_record_metric");
             let s = c.data();
             Ok(match s.metric_ids.get(&(id as u32)) {
                 Some(name) => s.node.record_metric(name, value as u64),
@@ -773,6 +805,7 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_metric",
         |mut c: C<'_>, id: i32, ret: i32| -> R {
+            intercept!(c, "proxy_get_metric");
             let s = c.data();
             let v = match s.metric_ids.get(&(id as u32)) {
                 Some(name) => tri!(s.node.get_metric(name)),
@@ -788,6 +821,7 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_property",
         |mut c: C<'_>, pp: i32, pl: i32, ptr_ptr: i32, len_ptr: i32| -> R {
+            intercept!(c, "proxy_get_property");
             let raw = tri!(read(&mut c, pp, pl));
             let path: Vec<String> = raw
                 .split(|b| *b == 0)
@@ -802,6 +836,7 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_set_property",
         |mut c: C<'_>, pp: i32, pl: i32, vp: i32, vl: i32| -> R {
+            intercept!(c, "proxy_set_property");
             let raw = tri!(read(&mut c, pp, pl));
             let value = tri!(read(&mut c, vp, vl));
             let path: Vec<String> = raw
@@ -824,6 +859,7 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_set_effective_context",
         |mut c: C<'_>, id: i32| -> R {
+            intercept!(c, "proxy_set_effective_context");
             let s = c.data_mut();
             let id = id as u32;
             if id != s.root_context && !s.streams.contains_key(&id) {
@@ -833,7 +869,10 @@ fn define_proxy(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             Ok(status::OK)
         },
     )?;
-    l.func_wrap("env", "proxy_done", |_c: C<'_>| -> R { Ok(status::OK) })?;
+    l.func_wrap("env", "proxy_done", |mut c: C<'_>| -> R {
+        intercept!(c, "proxy_done");
+        Ok(status::OK)
+    })?;
     Ok(())
 }
 

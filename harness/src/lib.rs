@@ -13,6 +13,8 @@
 pub struct ReadmeDoctests;
 
 mod abi;
+#[macro_use]
+mod hostcalls;
 mod imports;
 mod node;
 mod properties;
@@ -21,6 +23,7 @@ mod state;
 mod vm;
 
 pub use abi::{Action, LogLevel, MetricKind};
+pub use hostcalls::{Fault, ALLOCATE};
 pub use node::{Metric, Node};
 pub use properties::{Properties, Value};
 pub use state::{Forwarded, Headers, HttpCall, LocalReply, LogEntry};

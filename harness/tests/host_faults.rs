@@ -147,7 +147,11 @@ fn a_rewritten_body_the_host_refuses_to_take_is_not_replaced_by_the_original() {
         .unwrap();
     refused_with(&vm, id, 500);
     let s = vm.stream(id).unwrap();
-    assert!(!s.upstream().body_str().contains("jane"), "{:?}", s.upstream());
+    assert!(
+        !s.upstream().body_str().contains("jane"),
+        "{:?}",
+        s.upstream()
+    );
 }
 
 #[test]

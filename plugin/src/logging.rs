@@ -8,9 +8,7 @@ use std::cell::RefCell;
 
 use dpp_core::access::chain::LogChain;
 use dpp_core::events::ACCESS_RECORDS_METRIC;
-use dpp_core::{
-    AccessRecord, Actions, EventKind, RequestLogFacts, Scrubber, SecurityEvent, Severity,
-};
+use dpp_core::{AccessRecord, EventKind, SecurityEvent, Severity};
 
 use crate::host::{self, Level};
 use crate::metrics;
@@ -56,26 +54,23 @@ pub fn define_metrics() {
     metrics::define(ACCESS_RECORDS_METRIC);
 }
 
-/// Per-worker logging state.
+/// Per-worker logging state: the chain access records are sealed into.
 pub struct LogSink {
-    scrubber: Scrubber,
     chain: RefCell<LogChain>,
     plugin_log: bool,
 }
 
 impl LogSink {
-    pub fn new(scrubber: Scrubber, chain: LogChain, plugin_log: bool) -> LogSink {
+    pub fn new(chain: LogChain, plugin_log: bool) -> LogSink {
         LogSink {
-            scrubber,
             chain: RefCell::new(chain),
             plugin_log,
         }
     }
 
-    /// Builds, seals and publishes one request's access record; counts it
-    /// once published.
-    pub fn access(&self, facts: &RequestLogFacts, actions: &Actions) {
-        let record = AccessRecord::build(facts, actions, &self.scrubber);
+    /// Seals one request's access record (built and scrubbed by the
+    /// exchange) and publishes it; counts it once published.
+    pub fn access(&self, record: AccessRecord) {
         // try_borrow_mut: streams of one worker never log concurrently, but
         // a failed borrow must lose a record, not panic.
         let Ok(mut chain) = self.chain.try_borrow_mut() else {

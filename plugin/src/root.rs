@@ -73,7 +73,7 @@ impl PolicyRoot {
         // The key itself is dropped (and zeroized) here; only derived keys live on.
         drop(key);
         crate::logging::define_metrics();
-        let sink = Rc::new(LogSink::new(scrubber, chain, logging.plugin_log));
+        let sink = Rc::new(LogSink::new(chain, logging.plugin_log));
         crate::logging::emit(
             &SecurityEvent::new(EventKind::PolicyLoaded)
                 .policy_sha256(&policy.sha256)
@@ -100,7 +100,7 @@ impl PolicyRoot {
                     .detail(format!("{}: {}", e.field, e.problem)),
             );
         }
-        self.guard = Some(Rc::new(Guard::new(policy, keyring)));
+        self.guard = Some(Rc::new(Guard::new(policy, keyring, scrubber)));
         self.sink = Some(sink);
         true
     }

@@ -65,8 +65,8 @@ impl GuardedStream {
             // stays paused.
             let _ = host::close_stream(at.stream);
         }
-        if let Some(record) = &fx.record {
-            self.sink.access(&record.request, &record.actions);
+        if let Some(record) = fx.record {
+            self.sink.access(*record);
         }
         match fx.flow {
             Flow::Continue => Action::Continue,

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use crate::access::{Actions, RequestLogFacts};
+use crate::access::AccessRecord;
 use crate::decision::LocalReply;
 use crate::events::SecurityEvent;
 
@@ -34,13 +34,6 @@ pub struct BodyReplacement {
     pub bytes: Vec<u8>,
 }
 
-/// The facts of one access record, ready to be built, scrubbed and sealed.
-#[derive(Debug, Clone, Default)]
-pub struct RecordFacts {
-    pub request: RequestLogFacts,
-    pub actions: Actions,
-}
-
 /// Everything the host must do after one phase. The default is "continue,
 /// change nothing" and allocates nothing.
 #[derive(Debug, Default)]
@@ -61,8 +54,9 @@ pub struct Effects {
     /// Counters to add one to (every event's kind and severity counters
     /// are listed here too).
     pub counters: Vec<&'static str>,
-    /// At log: the access record to seal and publish.
-    pub record: Option<Box<RecordFacts>>,
+    /// At log: the access record (built and scrubbed), to seal into the
+    /// worker's chain and publish.
+    pub record: Option<Box<AccessRecord>>,
 }
 
 impl Effects {

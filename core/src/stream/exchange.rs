@@ -3,15 +3,15 @@
 
 use std::rc::Rc;
 
-use crate::access::{Actions, RequestLogFacts, TlsFacts};
-use crate::decision::{LocalReply, RequestDecision, RequestFacts};
+use crate::access::{AccessRecord, Actions, RequestLogFacts, TlsFacts};
+use crate::decision::{LocalReply, RequestDecision, RequestFacts, RequestHeaderEdits};
 use crate::events::{EventKind, SecurityEvent};
 use crate::policy::{ClusterName, Direction, FieldAction, Route};
 use crate::protect::{self, BodyFailure};
 use crate::wire::{HOLD_HEADER, PLAINTEXT_UPSTREAM_METRIC};
 
 use super::body::{self, BodyGuard, Step};
-use super::effects::{BodyReplacement, Effects, Flow, RecordFacts};
+use super::effects::{BodyReplacement, Effects, Flow};
 use super::facts::{BodyView, HeaderView, HostFault, Property, PropertyCache, PropertySource};
 use super::Guard;
 
@@ -198,10 +198,11 @@ impl Exchange {
             if let Some(fault) = self.complete_record(&mut request, props) {
                 self.fail(fault, &mut fx);
             }
-            fx.record = Some(Box::new(RecordFacts {
-                request: *request,
-                actions: std::mem::take(&mut self.actions),
-            }));
+            fx.record = Some(Box::new(AccessRecord::build(
+                &request,
+                &self.actions,
+                self.guard.scrubber(),
+            )));
         }
         fx
     }
@@ -250,7 +251,8 @@ impl Exchange {
             route_name: route_name.as_deref(),
         };
         let (route, refusal) = match policy.decide_request(&facts) {
-            RequestDecision::Unprotected => {
+            RequestDecision::Unprotected { edits } => {
+                apply_request_edits(fx, edits);
                 self.watch = guard.sample_unprotected_watch();
                 if policy.logging.access_records.covers(false) {
                     let method = method_or_read(method, headers)?;
@@ -264,17 +266,23 @@ impl Exchange {
                 reply,
                 event,
             } => (route, Some((reply, event))),
-            RequestDecision::Proceed { route } => (route, None),
+            RequestDecision::Proceed { route, edits } => {
+                apply_request_edits(fx, edits);
+                (Some(route), None)
+            }
         };
-        self.route = Some(route.index);
-        self.watch = true;
+        self.route = route.map(|r| r.index);
+        // Recorded like a protected request: it is covered by a route, or
+        // it was refused (route or not). Watched unless refused here:
+        // then nothing goes upstream.
+        self.watch = refusal.is_none();
         method = Some(method_or_read(method, headers)?);
         self.method = method.clone().unwrap_or_default();
         self.request_id = headers.get("x-request-id")?;
         if policy.logging.access_records.covers(true) {
             self.remember(headers, path, method.unwrap_or_default())?;
         }
-        if let Some(record) = &mut self.record {
+        if let (Some(record), Some(route)) = (&mut self.record, route) {
             record.policy_route = Some(route.name.clone());
         }
         if let Some((reply, event)) = refusal {
@@ -284,6 +292,9 @@ impl Exchange {
             self.refuse(fx, reply, event);
             return Ok(());
         }
+        let Some(route) = route else {
+            return Ok(());
+        };
         if policy.downstream_tls_required() {
             let tls = self.props.string(props, Property::DownstreamTlsVersion)?;
             if let Some((reply, event)) = policy.downstream_refusal(route, tls, &self.method) {
@@ -591,7 +602,9 @@ impl Exchange {
 
     fn raise(&mut self, fx: &mut Effects, event: SecurityEvent) {
         let event = match &self.request_id {
-            Some(id) if event.request_id.is_none() => event.request_id(id),
+            Some(id) if event.request_id.is_none() => {
+                event.scrubbed_request_id(id, self.guard.scrubber())
+            }
             _ => event,
         };
         self.actions.raised(event.event);
@@ -638,6 +651,13 @@ fn after_refusal(dir: Direction) -> Effects {
     match dir {
         Direction::Request => Effects::pause(),
         Direction::Response => Effects::proceed(),
+    }
+}
+
+/// Request header edits the route decision made (a normalised `:path`).
+fn apply_request_edits(fx: &mut Effects, edits: RequestHeaderEdits) {
+    for (name, value) in edits.set {
+        fx.set(name, value);
     }
 }
 

@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use crate::crypto::Keyring;
 use crate::policy::Policy;
+use crate::scrub::Scrubber;
 
 use super::Exchange;
 
@@ -49,12 +50,15 @@ impl MatchReads {
     }
 }
 
-/// One worker's policy, keyring and read plan; opens an [`Exchange`] per
-/// stream.
+/// One worker's policy, keyring, scrubber and read plan; opens an
+/// [`Exchange`] per stream.
 #[derive(Debug)]
 pub struct Guard {
     policy: Policy,
     keyring: Option<Keyring>,
+    /// Everything request-derived that is logged (access records, request
+    /// ids in events) goes through it.
+    scrubber: Scrubber,
     reads: MatchReads,
     /// Unprotected requests seen by this worker, for the watch's sample.
     unprotected_seen: Cell<u32>,
@@ -62,12 +66,14 @@ pub struct Guard {
 
 impl Guard {
     /// `keyring` must be the policy's keyring when any route has field
-    /// rules (a body under rules without it is refused).
-    pub fn new(policy: Policy, keyring: Option<Keyring>) -> Guard {
+    /// rules (a body under rules without it is refused); `scrubber` is the
+    /// policy's (`LoggingPolicy::scrubber`, with the log key if there is one).
+    pub fn new(policy: Policy, keyring: Option<Keyring>, scrubber: Scrubber) -> Guard {
         let reads = MatchReads::for_policy(&policy);
         Guard {
             policy,
             keyring,
+            scrubber,
             reads,
             unprotected_seen: Cell::new(0),
         }
@@ -79,6 +85,10 @@ impl Guard {
 
     pub fn keyring(&self) -> Option<&Keyring> {
         self.keyring.as_ref()
+    }
+
+    pub fn scrubber(&self) -> &Scrubber {
+        &self.scrubber
     }
 
     pub fn match_reads(&self) -> MatchReads {

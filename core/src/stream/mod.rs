@@ -28,7 +28,7 @@ mod exchange;
 mod facts;
 mod guard;
 
-pub use effects::{BodyReplacement, Effects, Flow, HeaderEdit, RecordFacts};
+pub use effects::{BodyReplacement, Effects, Flow, HeaderEdit};
 pub use exchange::{host_fault_reply, Exchange, Phase};
 pub use facts::{BodyView, HeaderView, HostFault, Property, PropertySource};
 pub use guard::{Guard, MatchReads, UNPROTECTED_WATCH_PERIOD};

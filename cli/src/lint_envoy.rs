@@ -308,7 +308,7 @@ fn lint_clusters(d: &Doc, exempt: &BTreeSet<String>, out: &mut Vec<Finding>) {
                     "cluster-http-filters",
                     format!("{at}.typed_extension_protocol_options.{HTTP_PROTOCOL_OPTIONS}.http_filters"),
                     format!("cluster {name:?} has its own upstream http_filters: they replace the router's upstream_http_filters, so the upstream TLS guard does not run for it"),
-                    "remove http_filters from the cluster; put upstream filters in the Router's upstream_http_filters, after dpp_upstream_guard and before envoy.filters.http.upstream_codec",
+                    &format!("remove http_filters from the cluster; put upstream filters in the Router's upstream_http_filters, after {UPSTREAM_GUARD_ROOT} and before envoy.filters.http.upstream_codec"),
                 ));
             }
         }
@@ -453,8 +453,8 @@ fn lint_router(file: &str, router: &Value, at: &str, ecds: &[WasmFilter], out: &
             file,
             "router-without-upstream-guard",
             format!("{at}.typed_config.upstream_http_filters"),
-            "the router has no dpp_upstream_guard upstream filter: nothing stops a request from being sent over a plaintext connection".into(),
-            "add to the Router's upstream_http_filters the Wasm filter with root_id dpp_upstream_guard (see envoy/dpp-guard.yaml), followed by envoy.filters.http.upstream_codec",
+            format!("the router has no {UPSTREAM_GUARD_ROOT} upstream filter: nothing stops a request from being sent over a plaintext connection"),
+            &format!("add to the Router's upstream_http_filters the Wasm filter with root_id {UPSTREAM_GUARD_ROOT} (see envoy/dpp-guard.yaml), followed by envoy.filters.http.upstream_codec"),
         ));
     }
 }

@@ -7,7 +7,7 @@
 use dpp_core::wire::{ACCESS_LOG_FILTER_STATE, ACCESS_LOG_FORMAT_OPERATOR};
 use serde_json::Value;
 
-use crate::lint_envoy::{Doc, Finding};
+use crate::findings::{Doc, Finding};
 
 /// Operators that print nothing a client chose or that identifies a person.
 const SAFE: &[&str] = &[

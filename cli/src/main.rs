@@ -11,6 +11,7 @@ use dpp_core::crypto::{KeyId, Keyring};
 use dpp_core::policy::{Direction, FieldAction, Policy};
 use dpp_core::protect;
 
+mod findings;
 mod lint_access_log;
 mod lint_envoy;
 mod verify_log;
@@ -31,7 +32,8 @@ commands:
                          check an Envoy bootstrap (YAML or JSON) and the ECDS files it
                          uses for plaintext clusters, clusters with their own http_filters,
                          a router without the upstream TLS guard, listeners serving
-                         protected routes without TLS, key material in Wasm configuration
+                         protected routes without TLS, invalid dpp_guard policies, key
+                         material in Wasm configuration
                          or key_values, a non-loopback admin address, access logs that
                          print request data instead of dpp_guard's scrubbed record;
                          exits 1 on findings
@@ -234,7 +236,7 @@ fn lint_envoy_cmd(args: &[String]) -> ExitCode {
     }
     let mut docs = Vec::new();
     for f in files {
-        match lint_envoy::load(std::path::Path::new(f)) {
+        match findings::load(std::path::Path::new(f)) {
             Ok(d) => docs.push(d),
             Err(e) => {
                 eprintln!("{e}");
@@ -242,13 +244,13 @@ fn lint_envoy_cmd(args: &[String]) -> ExitCode {
             }
         }
     }
-    let findings = lint_envoy::lint(&docs);
+    let found = lint_envoy::lint(&docs);
     if json {
-        println!("{}", lint_envoy::render_json(&findings));
+        println!("{}", findings::render_json(&found));
     } else {
-        print!("{}", lint_envoy::render_text(&findings));
+        print!("{}", findings::render_text(&found));
     }
-    if findings.is_empty() {
+    if found.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

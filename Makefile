@@ -43,26 +43,30 @@ envoy: venv
 	@$(ENVOY) --version | head -1
 
 ## oci: reproducible OCI image of the filter (no Docker daemon), Istio "compat"
-## variant, in $(OCI_OUT)/dpp-guard; prints its manifest digest and writes the
-## deploy/ manifests pinned to it under $(OCI_OUT)/deploy (deploy/ untouched)
+## variant, in $(OCI_OUT)/dpp-guard; prints its manifest digest and the sha256 of
+## plugin.wasm ($(OCI_OUT)/plugin.wasm) and writes the deploy/ manifests pinned
+## to them under $(OCI_OUT)/deploy (deploy/ untouched)
 OCI_OUT ?= target/oci
 OCI_LAYOUT = $(OCI_OUT)/dpp-guard
 OCI_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 IMAGE ?= registry.example.com/dpp-guard/dpp-guard
 SKOPEO_FLAGS ?=
+PINS = --digest-file $(OCI_OUT)/digest --module-digest-file $(OCI_OUT)/module-digest
 oci: build
-	python3 deploy/tools/oci_image.py build --wasm $(WASM) --out $(OCI_LAYOUT) --tag $(OCI_TAG) --digest-file $(OCI_OUT)/digest
+	python3 deploy/tools/oci_image.py build --wasm $(WASM) --out $(OCI_LAYOUT) --tag $(OCI_TAG) --digest-file $(OCI_OUT)/digest --module-digest-file $(OCI_OUT)/module-digest
 	python3 deploy/tools/oci_image.py check $(OCI_LAYOUT):$(OCI_TAG)
-	python3 deploy/tools/pin.py --digest-file $(OCI_OUT)/digest --out $(OCI_OUT)/deploy
+	cp $(WASM) $(OCI_OUT)/plugin.wasm
+	python3 deploy/tools/pin.py $(PINS) --out $(OCI_OUT)/deploy
 	@echo "image $(IMAGE):$(OCI_TAG) digest $$(cat $(OCI_OUT)/digest)"
+	@echo "module $(OCI_OUT)/plugin.wasm (publish it for the Envoy Gateway upstream guard) sha256 $$(cat $(OCI_OUT)/module-digest)"
 
-## oci-pin: rewrite the digest pinned in deploy/ to the image just built (release step; commit it)
+## oci-pin: rewrite the digests pinned in deploy/ to the build just made (release step; commit it)
 oci-pin: oci
-	python3 deploy/tools/pin.py --digest-file $(OCI_OUT)/digest --in-place
+	python3 deploy/tools/pin.py $(PINS) --in-place
 
-## check-pin: fail unless deploy/ pins the image built from the current .wasm
+## check-pin: fail unless deploy/ pins the image and module built from the current .wasm
 check-pin: oci
-	python3 deploy/tools/pin.py --digest-file $(OCI_OUT)/digest --check
+	python3 deploy/tools/pin.py $(PINS) --check
 
 ## oci-push: push the image keeping its digest, e.g. make oci-push IMAGE=reg.corp/sec/dpp-guard
 oci-push: oci

@@ -141,6 +141,13 @@ event_kinds! {
     BodyTooLarge = "body_too_large", Warning, Refusal;
     /// A protected body is not valid JSON.
     MalformedBody = "malformed_body", Warning, Refusal;
+    /// A protected body has a member whose name equals a selected name
+    /// under Unicode case folding but not exactly (or a context field twice):
+    /// readers that fold names would bind it to the protected field.
+    AmbiguousMember = "ambiguous_member", High, Refusal;
+    /// A value was selected in a record that lacks a field its envelope is
+    /// bound to (`context_fields`); nothing was forwarded.
+    ContextFieldMissing = "context_field_missing", Warning, Refusal;
     /// A protected body is not JSON by its content type.
     UnsupportedContentType = "unsupported_content_type", Warning, Refusal;
     /// A protected body is compressed (Content-Encoding other than identity).

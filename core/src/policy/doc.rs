@@ -50,6 +50,9 @@ pub struct EncryptRuleDoc {
     pub context: Option<String>,
     #[serde(default)]
     pub blind_index: bool,
+    #[serde(default)]
+    pub context_fields: Vec<String>,
+    pub granularity: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -60,6 +63,9 @@ pub struct DecryptRuleDoc {
     #[serde(default)]
     pub selectors: Vec<String>,
     pub context: Option<String>,
+    #[serde(default)]
+    pub context_fields: Vec<String>,
+    pub granularity: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

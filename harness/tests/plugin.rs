@@ -78,7 +78,7 @@ fn the_readme_scenario_passes() {
     let readme = std::fs::read_to_string(workspace_root().join("harness/README.md")).unwrap();
     let start = readme.find("```yaml\n").expect("README has a YAML example") + 8;
     let len = readme[start..].find("```").unwrap();
-    let s: scenario::Scenario = serde_yaml::from_str(&readme[start..start + len]).unwrap();
+    let s: scenario::Scenario = serde_norway::from_str(&readme[start..start + len]).unwrap();
     let obs = scenario::run(dpp_guard(), &s).unwrap();
     let mut out = String::new();
     assert!(
@@ -89,7 +89,7 @@ fn the_readme_scenario_passes() {
 
 #[test]
 fn a_wrong_expectation_fails_with_a_readable_diff() {
-    let s: scenario::Scenario = serde_yaml::from_str(
+    let s: scenario::Scenario = serde_norway::from_str(
         r#"
 name: deliberately wrong
 plugin: {config: {version: 1, routes: [{name: k, match: {path: {prefix: /k/}}, kill_switch: true}]}}

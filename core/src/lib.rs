@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod decision;
 pub mod events;
 pub mod json;
+pub mod kdf;
 pub mod logkey;
 pub mod path;
 pub mod policy;

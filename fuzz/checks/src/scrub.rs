@@ -7,7 +7,8 @@
 //! Property: the scrubbed output, with the scrubber's own tokens masked
 //! (placeholders such as `[email]`, pseudonyms `p:` + 16 characters), holds
 //! nothing the detectors find, read as it is and percent-decoded the way
-//! the scrubber reads its input. Inputs encoded more often than the
+//! the scrubber reads its input (`+` as a space in query strings only).
+//! Inputs encoded more often than the
 //! scrubber claims to see through (docs/logging.md: raw, once, twice) are
 //! out of scope and skipped.
 
@@ -55,6 +56,7 @@ pub fn check(data: &[u8]) {
     let mut input = Input::new(data);
     let op = input.byte();
     let scrubber = scrubber(op & 0x80 != 0);
+    let url_like = matches!(op & 0x7f, 32..=63);
     let (out, subject) = match op & 0x7f {
         0..=31 => {
             let text = crate::text(input.rest());
@@ -90,11 +92,18 @@ pub fn check(data: &[u8]) {
     if beyond_claimed_encodings(&subject) {
         return;
     }
-    for (view, shown) in [
+    let mut views = vec![
         ("as logged", out.clone()),
         ("decoded", decode_fully(&out, false, ROUNDS)),
-        ("decoded, + as space", decode_fully(&out, true, ROUNDS)),
-    ] {
+    ];
+    // `+` is a space only in a query string (a path keeps it literal).
+    if let (true, Some((_, query))) = (url_like, out.split_once('?')) {
+        views.push((
+            "query decoded, + as space",
+            decode_fully(query, true, ROUNDS),
+        ));
+    }
+    for (view, shown) in views {
         let masked = mask_tokens(&shown);
         let found = detect::detect(&masked);
         if let Some(d) = found.first() {

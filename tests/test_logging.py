@@ -223,6 +223,28 @@ def test_verify_log_passes_untouched_and_names_tampering(logged_run, log_key, tm
     wrong_key = verify(write("intact2.log", lines), base64.b64encode(os.urandom(32)).decode())
     assert wrong_key.returncode == 1 and "line 1:" in wrong_key.stdout
 
+    # Forgeries with members appended after "mac" (outside the MAC; the last
+    # duplicate wins in a JSON parse). Hiding a deletion: drop record 1 and
+    # re-label the rest as a fresh chain of another worker from seq 0.
+    def after_mac(line, members):
+        return line[:line.rindex("}")] + members + "}"
+
+    relabelled = [lines[0]] + [after_mac(l, f',"worker":"forged","seq":{i}')
+                               for i, l in enumerate(lines[2:])]
+    for extra in ((), ("--from-start",)):
+        r = verify(write("relabelled.log", relabelled), log_key, *extra)
+        assert r.returncode == 1, r.stdout
+        # The first bad record is named by what its MAC covers.
+        worker = json.loads(lines[2])["worker"]
+        assert f"line 2: worker {worker} seq 2: members follow the mac" in r.stdout, r.stdout
+
+    changed_status = list(lines)
+    changed_status[3] = after_mac(changed_status[3], ',"status":500')
+    r = verify(write("appended.log", changed_status), log_key)
+    assert r.returncode == 1 and "line 4:" in r.stdout and "follow the mac" in r.stdout, r.stdout
+    # The unchanged log still verifies.
+    assert verify(write("intact3.log", lines), log_key, "--from-start").returncode == 0
+
 
 def test_without_a_key_logs_carry_placeholders_and_a_warning(guard_stack):
     stack = guard_stack(policy=POLICY)

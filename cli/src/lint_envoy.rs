@@ -357,6 +357,9 @@ fn lint_listeners(d: &Doc, ecds: &[WasmFilter], trusted_terminator: bool, out: &
                         lint_router(&d.file, hf, &hf_at, ecds, out);
                     }
                 }
+                if guarded {
+                    lint_path_normalisation(&d.file, hcm, &hcm_at, lname, out);
+                }
                 if guarded && !downstream_tls && !trusted_terminator {
                     out.push(finding(
                         &d.file,
@@ -369,6 +372,52 @@ fn lint_listeners(d: &Doc, ecds: &[WasmFilter], trusted_terminator: bool, out: &
             }
         }
     }
+}
+
+/// A listener with dpp_guard must have Envoy read the path the way dpp_guard
+/// decides on it (docs/policy.md#paths-normal-form-and-refusals): otherwise
+/// Envoy's routing (and the service) may read `//orders` or `/orders%2Fv0`
+/// differently from the policy. dpp_guard refuses or normalises such paths
+/// itself; these settings make Envoy agree instead of relying on it alone.
+fn lint_path_normalisation(
+    file: &str,
+    hcm: &Value,
+    hcm_at: &str,
+    listener: &str,
+    out: &mut Vec<Finding>,
+) {
+    let is_true = |key: &str| {
+        let v = hcm.get(key);
+        // BoolValue: `true`, or `{value: true}` in some dumps.
+        v == Some(&Value::Bool(true)) || v.and_then(|v| v.get("value")) == Some(&Value::Bool(true))
+    };
+    let mut missing = Vec::new();
+    if !is_true("normalize_path") {
+        missing.push("normalize_path: true");
+    }
+    if !is_true("merge_slashes") {
+        missing.push("merge_slashes: true");
+    }
+    if hcm
+        .get("path_with_escaped_slashes_action")
+        .and_then(Value::as_str)
+        != Some("REJECT_REQUEST")
+    {
+        missing.push("path_with_escaped_slashes_action: REJECT_REQUEST");
+    }
+    if missing.is_empty() {
+        return;
+    }
+    out.push(finding(
+        file,
+        "listener-path-not-normalized",
+        hcm_at.to_string(),
+        format!(
+            "listener {listener:?} runs dpp_guard without {}: Envoy routes on a path spelling (`//orders`, `/x/../orders`, `/orders%2Fv0`) that dpp_guard must then refuse or rewrite, and a service may read it differently",
+            missing.join(", ")
+        ),
+        "set normalize_path: true, merge_slashes: true and path_with_escaped_slashes_action: REJECT_REQUEST on the HttpConnectionManager (as envoy/dpp-guard.yaml does)",
+    ));
 }
 
 /// The root id of an http_filters entry: inline Wasm config, or the ECDS

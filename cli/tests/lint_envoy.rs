@@ -67,6 +67,7 @@ fn every_finding_is_reported_with_its_path_and_a_fix() {
             "router-without-upstream-guard",
             format!("{hcm}.http_filters[1].typed_config.upstream_http_filters"),
         ),
+        ("listener-path-not-normalized", hcm.to_string()),
         (
             "listener-without-tls",
             "static_resources.listeners[0].filter_chains[0].transport_socket".to_string(),
@@ -99,7 +100,7 @@ fn key_values_are_reported_by_name_without_echoing_the_secret() {
     let out = run(&[fixture("bad-envoy.yaml").to_str().unwrap()]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("fix: "), "{text}");
-    assert!(text.contains("7 finding(s)"), "{text}");
+    assert!(text.contains("8 finding(s)"), "{text}");
     assert!(
         !text.contains("q83vASNFZ4mrze8BI0VniavN7wEjRWeJq83vASNFZ4k="),
         "the lint must not print the key it found"
@@ -158,6 +159,37 @@ fn trusted_tls_terminator_in_an_ecds_file_allows_a_plaintext_listener() {
     );
     let (code, findings) = json_findings(&[b.to_str().unwrap(), ecds.to_str().unwrap()]);
     assert_eq!((code, findings.len()), (0, 0), "{findings:#?}");
+}
+
+#[test]
+fn a_listener_with_dpp_guard_must_normalise_paths() {
+    let good = std::fs::read_to_string(fixture("good-envoy.json")).unwrap();
+    let hcm = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config";
+    for (setting, missing) in [
+        (r#""normalize_path": true,"#, "normalize_path: true"),
+        (r#""merge_slashes": true,"#, "merge_slashes: true"),
+        (
+            r#""path_with_escaped_slashes_action": "REJECT_REQUEST","#,
+            "path_with_escaped_slashes_action: REJECT_REQUEST",
+        ),
+    ] {
+        assert!(good.contains(setting), "{setting}");
+        let p = write_temp("unnormalised.json", &good.replace(setting, ""));
+        let (code, findings) = json_findings(&[p.to_str().unwrap()]);
+        assert_eq!(code, 1);
+        assert_eq!(
+            codes_and_paths(&findings),
+            vec![("listener-path-not-normalized".to_string(), hcm.to_string())]
+        );
+        let message = findings[0]["message"].as_str().unwrap();
+        assert!(message.contains(missing), "{message}");
+    }
+    // Escaped slashes forwarded or unescaped are not enough.
+    let p = write_temp(
+        "keep.json",
+        &good.replace("\"REJECT_REQUEST\"", "\"KEEP_UNCHANGED\""),
+    );
+    assert_eq!(json_findings(&[p.to_str().unwrap()]).0, 1);
 }
 
 #[test]

@@ -107,6 +107,11 @@ event_kinds! {
     PolicyRejected = "policy_rejected", Critical, Configuration;
     /// A request was refused by a route's kill switch.
     KillSwitchRefusal = "kill_switch_refusal", Warning, Refusal;
+    /// A request path with no single meaning (or not in normal form, under
+    /// `requests.non_normal_path: reject`) was refused; `detail` says why.
+    AmbiguousPath = "ambiguous_path", Warning, Refusal;
+    /// A request no route matches was refused (`requests.unmatched: deny`).
+    UnmatchedRequest = "unmatched_request", Warning, Refusal;
     /// Upstream guard: the upstream connection had no TLS; request not sent.
     UpstreamPlaintextRefused = "upstream_plaintext_refused", High, Transport;
     /// Upstream guard: TLS below the policy minimum; request not sent.
@@ -136,6 +141,13 @@ event_kinds! {
     BodyTooLarge = "body_too_large", Warning, Refusal;
     /// A protected body is not valid JSON.
     MalformedBody = "malformed_body", Warning, Refusal;
+    /// A protected body has a member whose name equals a selected name
+    /// under Unicode case folding but not exactly (or a context field twice):
+    /// readers that fold names would bind it to the protected field.
+    AmbiguousMember = "ambiguous_member", High, Refusal;
+    /// A value was selected in a record that lacks a field its envelope is
+    /// bound to (`context_fields`); nothing was forwarded.
+    ContextFieldMissing = "context_field_missing", Warning, Refusal;
     /// A protected body is not JSON by its content type.
     UnsupportedContentType = "unsupported_content_type", Warning, Refusal;
     /// A protected body is compressed (Content-Encoding other than identity).
@@ -201,6 +213,14 @@ impl SecurityEvent {
         self
     }
 
+    /// The request id as the access record shows it: a plain UUID-like id
+    /// as it is, any other id as the same pseudonym the record carries, so
+    /// the event and its record always join.
+    pub fn scrubbed_request_id(mut self, id: &str, scrubber: &crate::Scrubber) -> Self {
+        self.request_id = Some(scrubber.request_id(id));
+        self
+    }
+
     pub fn policy_sha256(mut self, hex: &str) -> Self {
         self.policy_sha256 = Some(hex.to_string());
         self
@@ -233,22 +253,16 @@ pub fn known_method(method: &str) -> &'static str {
     KNOWN.iter().find(|m| **m == method).map_or("OTHER", |m| m)
 }
 
-/// A request id is logged only if it is short and made of id characters
-/// (UUIDs, ULIDs, hex): a client-chosen id could otherwise carry PII.
+/// A request id is logged as it is only if it is a plain UUID-like token:
+/// the canonical 8-4-4-4-12 hex form Envoy generates. A client may send its
+/// own `x-request-id`, and anything else it chooses could carry PII (a phone
+/// number, a card number), so events and access records then carry a
+/// pseudonym instead ([`crate::Scrubber::request_id`]).
 pub fn safe_request_id(id: &str) -> Option<&str> {
-    if is_uuid(id) {
-        return Some(id);
-    }
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && id.bytes().all(|c| c.is_ascii_hexdigit() || c == b'-')
-        && !crate::scrub::detect::detect(id)
-            .iter()
-            .any(|d| d.kind != crate::scrub::PiiKind::Card);
-    ok.then_some(id)
+    is_uuid(id).then_some(id)
 }
 
-/// The canonical 8-4-4-4-12 hex form Envoy generates.
+/// The canonical 8-4-4-4-12 hex form.
 fn is_uuid(id: &str) -> bool {
     let groups: Vec<&str> = id.split('-').collect();
     groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
@@ -323,6 +337,10 @@ mod tests {
         for bad in [
             "jane@example.com",
             "555-123-4567",
+            "5551234567",
+            "4111111111111111",
+            "4111-1111-1111-1111",
+            "0f8fad5bd9cb469fa16570867728950e",
             "abc def",
             &"a".repeat(65),
         ] {

@@ -12,6 +12,7 @@ pub mod decision;
 pub mod events;
 pub mod json;
 pub mod logkey;
+pub mod path;
 pub mod policy;
 pub mod protect;
 pub mod scrub;
@@ -19,7 +20,9 @@ pub mod transport;
 pub mod wire;
 
 pub use access::{AccessRecord, Actions, RequestLogFacts, TlsFacts};
-pub use decision::{LocalReply, RequestDecision, RequestFacts, ResponseHeaderEdits};
+pub use decision::{
+    LocalReply, RequestDecision, RequestFacts, RequestHeaderEdits, ResponseHeaderEdits,
+};
 pub use events::{EventKind, SecurityEvent, Severity};
 pub use logkey::{LogKey, LogKeyError, Pseudonymizer};
 pub use policy::{Policy, PolicyError};

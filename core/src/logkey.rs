@@ -5,8 +5,7 @@
 //! never from the policy. Two purpose-bound subkeys are derived from it so
 //! that a pseudonym can never be replayed as a chain MAC or the reverse.
 
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
-use base64::Engine;
+use base64ct::{Base64, Base64Unpadded, Base64UrlUnpadded, Encoding};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
@@ -72,9 +71,8 @@ impl LogKey {
             if text.len() == 2 * LOG_KEY_LEN && text.bytes().all(|b| b.is_ascii_hexdigit()) {
                 hex_decode(text).ok_or(LogKeyError::Malformed)?
             } else {
-                STANDARD
-                    .decode(text)
-                    .or_else(|_| STANDARD_NO_PAD.decode(text))
+                Base64::decode_vec(text)
+                    .or_else(|_| Base64Unpadded::decode_vec(text))
                     .map_err(|_| LogKeyError::Malformed)?
             },
         );
@@ -154,7 +152,7 @@ impl Pseudonymizer {
         let tag = mac.finalize().into_bytes();
         let mut out = String::with_capacity(2 + 16);
         out.push_str(Self::PREFIX);
-        URL_SAFE_NO_PAD.encode_string(&tag[..PSEUDONYM_BYTES], &mut out);
+        out.push_str(&Base64UrlUnpadded::encode_string(&tag[..PSEUDONYM_BYTES]));
         out
     }
 }
@@ -177,11 +175,11 @@ pub struct ChainMac(pub [u8; CHAIN_MAC_BYTES]);
 
 impl ChainMac {
     pub fn to_text(&self) -> String {
-        URL_SAFE_NO_PAD.encode(self.0)
+        Base64UrlUnpadded::encode_string(&self.0)
     }
 
     pub fn from_text(text: &str) -> Option<ChainMac> {
-        let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
+        let bytes = Base64UrlUnpadded::decode_vec(text).ok()?;
         Some(ChainMac(bytes.as_slice().try_into().ok()?))
     }
 }
@@ -219,7 +217,7 @@ mod tests {
     #[test]
     fn parses_hex_and_base64_to_the_same_key() {
         let a = LogKey::parse(HEX).unwrap();
-        let b64 = STANDARD.encode((0u8..32).collect::<Vec<_>>());
+        let b64 = Base64::encode_string(&(0u8..32).collect::<Vec<_>>());
         let b = LogKey::parse(&b64).unwrap();
         assert_eq!(
             a.pseudonymizer().pseudonym("x"),
@@ -231,11 +229,11 @@ mod tests {
     fn refuses_short_long_and_garbage_keys() {
         assert_eq!(LogKey::parse("").map(|_| ()), Err(LogKeyError::Missing));
         assert_eq!(
-            LogKey::parse(&STANDARD.encode([1u8; 16])).map(|_| ()),
+            LogKey::parse(&Base64::encode_string(&[1u8; 16])).map(|_| ()),
             Err(LogKeyError::Malformed)
         );
         assert_eq!(
-            LogKey::parse(&STANDARD.encode([1u8; 33])).map(|_| ()),
+            LogKey::parse(&Base64::encode_string(&[1u8; 33])).map(|_| ()),
             Err(LogKeyError::Malformed)
         );
         assert_eq!(

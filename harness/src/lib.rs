@@ -13,6 +13,8 @@
 pub struct ReadmeDoctests;
 
 mod abi;
+mod config;
+mod headers;
 mod imports;
 mod node;
 mod properties;
@@ -21,7 +23,9 @@ mod state;
 mod vm;
 
 pub use abi::{Action, LogLevel, MetricKind};
+pub use config::{HttpCallScript, VmConfig};
+pub use headers::Headers;
 pub use node::{Metric, Node};
 pub use properties::{Properties, Value};
-pub use state::{Forwarded, Headers, HttpCall, LocalReply, LogEntry};
-pub use vm::{Error, HttpCallScript, Plugin, StreamId, StreamView, Vm, VmConfig};
+pub use state::{Forwarded, HttpCall, LocalReply, LogEntry};
+pub use vm::{Error, Plugin, StreamId, StreamView, Vm};

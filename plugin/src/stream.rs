@@ -6,8 +6,8 @@ use dpp_core::crypto::Keyring;
 use dpp_core::policy::{Direction, FieldAction, Route};
 use dpp_core::protect::{self, BodyFailure};
 use dpp_core::{
-    Actions, EventKind, LocalReply, Policy, RequestDecision, RequestFacts, RequestLogFacts,
-    SecurityEvent, TlsFacts,
+    Actions, EventKind, LocalReply, Policy, RequestDecision, RequestFacts, RequestHeaderEdits,
+    RequestLogFacts, SecurityEvent, TlsFacts,
 };
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
@@ -57,19 +57,23 @@ impl HttpContext for GuardedStream {
         };
 
         let policy = Rc::clone(&self.policy);
-        let route = match policy.decide_request(&facts) {
-            RequestDecision::Unprotected => return Action::Continue,
+        let (route, edits) = match policy.decide_request(&facts) {
+            RequestDecision::Unprotected { edits } => {
+                self.apply_request_edits(&edits);
+                return Action::Continue;
+            }
             RequestDecision::Refuse {
                 route,
                 reply,
                 event,
             } => {
-                self.log_facts.policy_route = Some(route.name.clone());
+                self.log_facts.policy_route = route.map(|r| r.name.clone());
                 self.refuse(&reply, event);
                 return Action::Pause;
             }
-            RequestDecision::Proceed { route } => route,
+            RequestDecision::Proceed { route, edits } => (route, edits),
         };
+        self.apply_request_edits(&edits);
         self.log_facts.policy_route = Some(route.name.clone());
         if let Some((reply, event)) = transport_watch::downstream_refusal(&policy, route, &method) {
             self.refuse(&reply, event);
@@ -153,7 +157,8 @@ impl HttpContext for GuardedStream {
         if self.plaintext_watch.check(&self.policy, "log") {
             self.actions.raised(EventKind::PlaintextUpstreamObserved);
         }
-        let protected = self.log_facts.policy_route.is_some();
+        // A refused request is recorded like a protected one, route or not.
+        let protected = self.log_facts.policy_route.is_some() || !self.actions.refusals.is_empty();
         if !self.policy.logging.access_records.covers(protected) {
             return;
         }
@@ -274,6 +279,13 @@ impl GuardedStream {
         }
     }
 
+    /// Header edits core decided on (a normalised `:path`).
+    fn apply_request_edits(&self, edits: &RequestHeaderEdits) {
+        for (name, value) in &edits.set {
+            self.set_http_request_header(name, Some(value));
+        }
+    }
+
     /// Fails closed on a protected body: a JSON error reply, a security
     /// event, nothing of the body forwarded.
     fn refuse_body(&mut self, route: &Route, dir: Direction, failure: BodyFailure) -> Action {
@@ -289,7 +301,7 @@ impl GuardedStream {
     fn refuse(&mut self, reply: &LocalReply, event: SecurityEvent) {
         self.refused = true;
         let event = match &self.log_facts.request_id {
-            Some(id) => event.request_id(id),
+            Some(id) => event.scrubbed_request_id(id, &self.sink.scrubber),
             None => event,
         };
         self.sink.emit(&event);

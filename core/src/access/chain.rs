@@ -115,26 +115,68 @@ fn find_string(v: &Value) -> Option<String> {
     }
 }
 
-fn parse(line_no: usize, text: &str) -> Result<Found, String> {
-    let v: Value = serde_json::from_str(text).map_err(|e| format!("not a JSON record: {e}"))?;
-    let worker = v["worker"]
-        .as_str()
-        .ok_or("record has no worker")?
-        .to_string();
-    let seq = v["seq"].as_u64().ok_or("record has no seq")?;
-    let tag = |name: &str| -> Result<Option<ChainMac>, String> {
-        match v.get(name) {
-            None => Ok(None),
-            Some(Value::String(s)) => ChainMac::from_text(s)
-                .map(Some)
-                .ok_or(format!("malformed {name}")),
-            Some(_) => Err(format!("malformed {name}")),
+/// Splits a sealed record into the bytes its MAC covers and the MAC. A
+/// sealed record is exactly `BODY,"mac":"TAG"}`: the MAC is the last member
+/// and nothing follows it. Anything after it (a member appended by whoever
+/// edited the log) is outside the MAC, and would win in a JSON parse, so it
+/// makes the record invalid rather than being ignored.
+fn split_sealed(text: &str) -> Result<Option<(&str, ChainMac)>, String> {
+    let Some(i) = text.rfind(MAC_FIELD) else {
+        if text.contains("\"mac\"") {
+            return Err("malformed mac member".into());
         }
+        return Ok(None);
     };
-    let (prev, mac) = (tag("prev")?, tag("mac")?);
-    let body = match text.rfind(MAC_FIELD) {
-        Some(i) if mac.is_some() => text.get(..i).unwrap_or_default().to_string(),
-        _ => text.to_string(),
+    let body = text.get(..i).unwrap_or_default();
+    let after = text.get(i + MAC_FIELD.len()..).unwrap_or_default();
+    let Some(tag) = after.strip_suffix("\"}") else {
+        return Err("members follow the mac: they are not covered by it".into());
+    };
+    let mac = ChainMac::from_text(tag).ok_or_else(|| {
+        if tag.contains('"') {
+            "members follow the mac: they are not covered by it".to_string()
+        } else {
+            "malformed mac".to_string()
+        }
+    })?;
+    Ok(Some((body, mac)))
+}
+
+/// Reads a record. Every field is read from the bytes the MAC covers, never
+/// from the rest of the line, and a record with a member given twice
+/// (anywhere in it) is refused: JSON parsers disagree on which one counts.
+fn parse(line_no: usize, text: &str) -> Result<Found, (Option<(String, u64)>, String)> {
+    let sealed = split_sealed(text);
+    // The fields as the bytes before the MAC state them, even to name a
+    // record refused for what follows its MAC.
+    let covered = match text.rfind(MAC_FIELD) {
+        Some(i) => format!("{}}}", text.get(..i).unwrap_or_default()),
+        None => text.to_string(),
+    };
+    let v: Option<Value> = serde_json::from_str(&covered).ok();
+    let id = v.as_ref().and_then(|v| {
+        Some((
+            v.get("worker")?.as_str()?.to_string(),
+            v.get("seq")?.as_u64()?,
+        ))
+    });
+    let fail = |problem: String| (id.clone(), problem);
+    let (body, mac) = match sealed.map_err(fail)? {
+        Some((body, mac)) => (body, Some(mac)),
+        None => (text, None),
+    };
+    serde_json::from_str::<NoDuplicates>(text)
+        .map_err(|e| fail(format!("not a valid record: {e}")))?;
+    let v = v.ok_or_else(|| fail("not a JSON record".into()))?;
+    let (worker, seq) = id
+        .clone()
+        .ok_or_else(|| fail("record has no worker or seq".into()))?;
+    let prev = match v.get("prev") {
+        None => None,
+        Some(Value::String(s)) => {
+            Some(ChainMac::from_text(s).ok_or_else(|| fail("malformed prev".into()))?)
+        }
+        Some(_) => return Err(fail("malformed prev".into())),
     };
     Ok(Found {
         line: line_no,
@@ -142,8 +184,65 @@ fn parse(line_no: usize, text: &str) -> Result<Found, String> {
         seq,
         prev,
         mac,
-        body,
+        body: body.to_string(),
     })
+}
+
+/// Deserializes any JSON and fails on an object with a member name given
+/// twice, at any depth.
+struct NoDuplicates;
+
+impl<'de> serde::Deserialize<'de> for NoDuplicates {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NoDuplicatesVisitor)
+    }
+}
+
+struct NoDuplicatesVisitor;
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicatesVisitor {
+    type Value = NoDuplicates;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JSON without duplicate members")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<NoDuplicates, A::Error> {
+        let mut names = std::collections::HashSet::new();
+        while let Some(name) = map.next_key::<String>()? {
+            if !names.insert(name.clone()) {
+                return Err(serde::de::Error::custom(format!(
+                    "member {name:?} appears twice"
+                )));
+            }
+            map.next_value::<NoDuplicates>()?;
+        }
+        Ok(NoDuplicates)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<NoDuplicates, A::Error> {
+        while seq.next_element::<NoDuplicates>()?.is_some() {}
+        Ok(NoDuplicates)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_unit<E>(self) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
 }
 
 /// The first broken link of a log.
@@ -192,13 +291,14 @@ pub fn verify(log: &str, key: &ChainKey, from_start: bool) -> Result<Verified, B
         }
         match parse(i + 1, &text) {
             Ok(f) => found.push(f),
-            Err(problem) => {
+            Err((id, problem)) => {
+                let (worker, seq) = id.unwrap_or_else(|| ("?".into(), 0));
                 return Err(Broken {
                     line: i + 1,
-                    worker: "?".into(),
-                    seq: 0,
+                    worker,
+                    seq,
                     problem,
-                })
+                });
             }
         }
     }
@@ -233,6 +333,11 @@ pub fn verify(log: &str, key: &ChainKey, from_start: bool) -> Result<Verified, B
                         "chain starts at seq {} instead of 0: earlier records are missing",
                         f.seq
                     )));
+                }
+                if f.seq == 0 && prev != ChainMac::default() {
+                    return Err(broken(
+                        "seq 0 does not start a chain (its prev is not the initial tag)".into(),
+                    ));
                 }
             }
             Some((last_seq, last_mac)) => {

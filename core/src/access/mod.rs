@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::events::{known_method, safe_request_id, EventKind};
+use crate::events::{known_method, EventKind};
 use crate::scrub::HeaderOutcome;
 use crate::scrub::Scrubber;
 pub use time::rfc3339_utc;
@@ -150,8 +150,7 @@ impl AccessRecord {
             request_id: facts
                 .request_id
                 .as_deref()
-                .and_then(safe_request_id)
-                .map(str::to_string),
+                .map(|id| scrubber.request_id(id)),
             method: known_method(&facts.method),
             path: scrubber.url(&facts.path),
             status: facts.status,

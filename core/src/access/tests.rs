@@ -255,6 +255,92 @@ fn a_record_on_two_channels_counts_once() {
     assert_eq!(verify_lines(&doubled).unwrap().records, 4);
 }
 
+/// Appends members after a sealed record's MAC, inside its object.
+fn append_after_mac(line: &str, members: &str) -> String {
+    let cut = line.rfind('}').unwrap();
+    format!("{}{members}}}", &line[..cut])
+}
+
+#[test]
+fn relabelling_records_after_the_mac_cannot_hide_a_deletion() {
+    // The forgery: delete w1 seq 2, then re-label w1's later records as
+    // another worker's chain by members appended after "mac" (outside the
+    // MAC, but the last duplicate wins in a JSON parse), numbered from 0 so
+    // that even --from-start sees complete chains.
+    let mut log = sealed_log(9);
+    // w1 holds lines 0,1,3,4,6,7 (seq 0..=5); w2 lines 2,5,8.
+    log.remove(3);
+    let mut next = 0;
+    for line in log.iter_mut().skip(3) {
+        if line.contains("\"worker\":\"w1\"") {
+            *line = append_after_mac(line, &format!(",\"worker\":\"w9\",\"seq\":{next}"));
+            next += 1;
+        }
+    }
+    for from_start in [false, true] {
+        let mut text = String::from("unrelated envoy line\n");
+        text.push_str(&log.join("\n"));
+        let b = verify(&text, &key().chain_key(), from_start).unwrap_err();
+        // The first re-labelled record (w1 seq 3, now on line 5) is named
+        // by what its MAC covers, not by the appended members.
+        assert_eq!((b.line, b.worker.as_str(), b.seq), (5, "w1", 3), "{b}");
+        assert!(b.problem.contains("follow the mac"), "{b}");
+    }
+}
+
+#[test]
+fn a_field_appended_after_the_mac_is_refused() {
+    let mut log = sealed_log(9);
+    log[4] = append_after_mac(&log[4], ",\"status\":500");
+    let b = verify_lines(&log).unwrap_err();
+    assert_eq!((b.line, b.worker.as_str(), b.seq), (6, "w1", 3), "{b}");
+    assert!(b.problem.contains("follow the mac"), "{b}");
+    // The same with a second mac member at the end, copied from the first.
+    let mut log = sealed_log(9);
+    let mac = log[4]
+        .rsplit("\"mac\":\"")
+        .next()
+        .unwrap()
+        .trim_end_matches("\"}")
+        .to_string();
+    log[4] = append_after_mac(&log[4], &format!(",\"status\":500,\"mac\":\"{mac}\""));
+    let b = verify_lines(&log).unwrap_err();
+    assert_eq!(b.line, 6, "{b}");
+}
+
+#[test]
+fn a_record_with_a_duplicate_member_is_refused_even_under_a_valid_mac() {
+    // Only the key holder can make one; the rule still holds, because the
+    // reader of the log and verify-log must agree on every field.
+    let k = key().chain_key();
+    let prev = crate::logkey::ChainMac::default();
+    let body = format!(
+        "{{\"dpp_access\":1,\"worker\":\"w\",\"seq\":0,\"status\":200,\"status\":500,\"prev\":\"{}\"",
+        prev.to_text()
+    );
+    let mac = k.link(&prev, body.as_bytes());
+    let line = format!("{body},\"mac\":\"{}\"}}", mac.to_text());
+    let b = verify(&line, &k, true).unwrap_err();
+    assert!(b.problem.contains("appears twice"), "{b}");
+    assert_eq!((b.worker.as_str(), b.seq), ("w", 0));
+}
+
+#[test]
+fn a_chain_cannot_restart_at_seq_0_in_the_middle() {
+    // A record of seq 0 must carry the initial prev: a later record cannot
+    // pose as the start of a chain.
+    let k = key().chain_key();
+    let prev = k.link(&crate::logkey::ChainMac::default(), b"earlier");
+    let body = format!(
+        "{{\"dpp_access\":1,\"worker\":\"w\",\"seq\":0,\"prev\":\"{}\"",
+        prev.to_text()
+    );
+    let mac = k.link(&prev, body.as_bytes());
+    let line = format!("{body},\"mac\":\"{}\"}}", mac.to_text());
+    let b = verify(&line, &k, false).unwrap_err();
+    assert!(b.problem.contains("does not start a chain"), "{b}");
+}
+
 mod properties {
     use proptest::prelude::*;
 

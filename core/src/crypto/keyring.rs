@@ -125,7 +125,7 @@ impl Key {
     fn expand(id: KeyId, master: &Zeroizing<[u8; KEY_LEN]>) -> Key {
         let sub = |label: &[u8]| -> Zeroizing<[u8; KEY_LEN]> {
             let mut out = Zeroizing::new([0u8; KEY_LEN]);
-            let mut mac = super::envelope::prf(master);
+            let mut mac = super::prf::prf(master);
             mac.update(b"dpp-guard/v1/");
             mac.update(label);
             out.copy_from_slice(&mac.finalize().into_bytes());

@@ -2,12 +2,12 @@ use super::selector::{Selector, SelectorSet};
 use super::*;
 use proptest::prelude::*;
 
-fn set(selectors: &[&str]) -> SelectorSet {
+fn set(selectors: &[&str]) -> Automaton {
     let mut s = SelectorSet::default();
     for (i, t) in selectors.iter().enumerate() {
         s.push(Selector::parse(t).unwrap(), i);
     }
-    s
+    s.compile().unwrap()
 }
 
 /// Replaces every selected value by `<path|rule>` as a JSON string.

@@ -16,6 +16,8 @@ pub struct PolicyDoc {
     pub logging: Option<super::logging::LoggingDoc>,
     /// Encryption in transit; compiled in `transport.rs`.
     pub transport: Option<super::transport::TransportDoc>,
+    /// Unmatched requests and non-normal paths; compiled in `requests.rs`.
+    pub requests: Option<super::requests::RequestsDoc>,
 }
 
 #[derive(Deserialize)]
@@ -48,6 +50,9 @@ pub struct EncryptRuleDoc {
     pub context: Option<String>,
     #[serde(default)]
     pub blind_index: bool,
+    #[serde(default)]
+    pub context_fields: Vec<String>,
+    pub granularity: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,6 +63,9 @@ pub struct DecryptRuleDoc {
     #[serde(default)]
     pub selectors: Vec<String>,
     pub context: Option<String>,
+    #[serde(default)]
+    pub context_fields: Vec<String>,
+    pub granularity: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,6 +100,9 @@ pub struct MatchDoc {
     pub path: Option<PathDoc>,
     pub methods: Option<Vec<String>>,
     pub route_name: Option<String>,
+    /// Paths compare case-insensitively unless this is set.
+    #[serde(default)]
+    pub case_sensitive: bool,
 }
 
 #[derive(Debug, Deserialize)]

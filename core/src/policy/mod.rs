@@ -13,16 +13,20 @@
 mod doc;
 mod fields;
 mod logging;
+mod requests;
 mod route;
 mod transport;
 
 use std::fmt;
+
+use crate::path::NormalPath;
 
 pub use fields::{
     BodyOptions, Direction, FieldAction, FieldRule, FieldRules, KeySource, NonJson,
     DEFAULT_MAX_BODY_BYTES,
 };
 pub use logging::{LoggingPolicy, DEFAULT_LOG_KEY_ENV};
+pub use requests::{NonNormalPath, RequestsPolicy, Unmatched};
 pub use route::{HostMatch, MethodSet, PathMatch, Route, RouteMatch};
 pub use transport::{
     ClusterName, ClusterRule, DownstreamTransport, PeerPin, TlsVersion, Transport,
@@ -71,6 +75,8 @@ pub struct Policy {
     /// Encryption in transit (upstream guard, downstream TLS).
     pub transport: Transport,
     pub logging: LoggingPolicy,
+    /// Unmatched requests and paths not in normal form.
+    pub requests: RequestsPolicy,
     /// SHA-256 (hex) of the policy document as delivered: the identity of
     /// this configuration in `policy_loaded` events.
     pub sha256: String,
@@ -113,11 +119,13 @@ impl Policy {
         }
         let transport = Transport::compile(doc.transport)?;
         let logging = LoggingPolicy::compile(doc.logging)?;
+        let requests = RequestsPolicy::compile(doc.requests);
         Ok(Policy {
             routes,
             keys,
             transport,
             logging,
+            requests,
             sha256: sha256_hex(bytes),
         })
     }
@@ -136,8 +144,14 @@ impl Policy {
     }
 
     /// The first route whose match accepts the request, in policy order.
-    pub fn match_route(&self, facts: &crate::RequestFacts<'_>) -> Option<&Route> {
-        self.routes.iter().find(|r| r.matcher.matches(facts))
+    /// `path` is the request's path in normal form ([`crate::path::normalize`]);
+    /// [`Policy::decide_request`] refuses paths that have none.
+    pub fn match_route(
+        &self,
+        facts: &crate::RequestFacts<'_>,
+        path: &NormalPath<'_>,
+    ) -> Option<&Route> {
+        self.routes.iter().find(|r| r.matcher.matches(facts, path))
     }
 }
 

@@ -5,6 +5,7 @@ use regex_lite::Regex;
 use super::doc::{MatchDoc, PathDoc, RouteDoc};
 use super::fields::{self, BodyOptions, FieldRules};
 use super::PolicyError;
+use crate::path::{self, NormalPath};
 use crate::RequestFacts;
 
 /// A policy route: which requests it covers and the controls it applies.
@@ -33,6 +34,18 @@ pub struct RouteMatch {
     pub route_name: Option<String>,
 }
 
+/// How a path is compared: ASCII case-insensitively unless the route opts
+/// into case-sensitive matching. Insensitive is the default because many
+/// services route `/ORDERS/` to the `/orders/` handler (ASP.NET, Spring
+/// with a case-insensitive matcher, IIS): a case-sensitive match would let
+/// such a request past the route.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PathCase {
+    #[default]
+    Insensitive,
+    Sensitive,
+}
+
 /// A host name, or `*.suffix` for any subdomain. Compared case-insensitively
 /// and without the port, as Envoy's virtual host matching does.
 #[derive(Debug, Clone)]
@@ -41,11 +54,13 @@ pub enum HostMatch {
     Suffix(String),
 }
 
+/// Compared with the request's path in normal form (crate::path).
 #[derive(Debug, Clone)]
 pub enum PathMatch {
-    Prefix(String),
-    Exact(String),
-    /// Must match the whole path (query string excluded), like Envoy's `safe_regex`.
+    Prefix(String, PathCase),
+    Exact(String, PathCase),
+    /// Must match the whole path (query string excluded), like Envoy's
+    /// `safe_regex`; compiled with `(?i)` unless case-sensitive.
     Regex(Regex),
 }
 
@@ -84,9 +99,14 @@ impl RouteMatch {
             .host
             .map(|h| HostMatch::compile(&h, &format!("{at}.host")))
             .transpose()?;
+        let case = if doc.case_sensitive {
+            PathCase::Sensitive
+        } else {
+            PathCase::Insensitive
+        };
         let path = doc
             .path
-            .map(|p| PathMatch::compile(p, &format!("{at}.path")))
+            .map(|p| PathMatch::compile(p, case, &format!("{at}.path")))
             .transpose()?;
         let methods = doc
             .methods
@@ -108,12 +128,10 @@ impl RouteMatch {
         })
     }
 
-    pub fn matches(&self, facts: &RequestFacts<'_>) -> bool {
+    /// `path`: the request's path in normal form (facts.path is the raw one).
+    pub fn matches(&self, facts: &RequestFacts<'_>, path: &NormalPath<'_>) -> bool {
         self.host.as_ref().is_none_or(|h| h.matches(facts.host))
-            && self
-                .path
-                .as_ref()
-                .is_none_or(|p| p.matches(facts.path_without_query()))
+            && self.path.as_ref().is_none_or(|p| p.matches(path.as_str()))
             && self
                 .methods
                 .as_ref()
@@ -147,7 +165,9 @@ impl HostMatch {
     }
 
     fn matches(&self, authority: &str) -> bool {
+        // `api.example.com.` (fully qualified) names the same host.
         let host = strip_port(authority);
+        let host = host.strip_suffix('.').unwrap_or(host);
         match self {
             HostMatch::Exact(h) => host.eq_ignore_ascii_case(h),
             HostMatch::Suffix(s) => {
@@ -171,17 +191,24 @@ fn strip_port(authority: &str) -> &str {
 }
 
 impl PathMatch {
-    fn compile(doc: PathDoc, at: &str) -> Result<PathMatch, PolicyError> {
+    fn compile(doc: PathDoc, case: PathCase, at: &str) -> Result<PathMatch, PolicyError> {
         match doc {
-            PathDoc::Prefix(p) | PathDoc::Exact(p) if !p.starts_with('/') => {
-                Err(PolicyError::new(at, format!("{p:?} must start with '/'")))
-            }
-            PathDoc::Prefix(p) => Ok(PathMatch::Prefix(p)),
-            PathDoc::Exact(p) => Ok(PathMatch::Exact(p)),
+            PathDoc::Prefix(p) => Ok(PathMatch::Prefix(
+                normal_policy_path(p, &format!("{at}.prefix"))?,
+                case,
+            )),
+            PathDoc::Exact(p) => Ok(PathMatch::Exact(
+                normal_policy_path(p, &format!("{at}.exact"))?,
+                case,
+            )),
             PathDoc::Regex(r) => {
                 // Anchor so the regex must match the whole path, as Envoy's
                 // safe_regex route matcher does.
-                Regex::new(&format!("^(?:{r})$"))
+                let flags = match case {
+                    PathCase::Insensitive => "(?i)",
+                    PathCase::Sensitive => "",
+                };
+                Regex::new(&format!("{flags}^(?:{r})$"))
                     .map(PathMatch::Regex)
                     .map_err(|e| PolicyError::new(format!("{at}.regex"), format!("bad regex: {e}")))
             }
@@ -190,10 +217,37 @@ impl PathMatch {
 
     fn matches(&self, path: &str) -> bool {
         match self {
-            PathMatch::Prefix(p) => path.starts_with(p.as_str()),
-            PathMatch::Exact(p) => path == p,
+            PathMatch::Prefix(p, PathCase::Sensitive) => path.starts_with(p.as_str()),
+            PathMatch::Prefix(p, PathCase::Insensitive) => path
+                .as_bytes()
+                .get(..p.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(p.as_bytes())),
+            PathMatch::Exact(p, PathCase::Sensitive) => path == p,
+            PathMatch::Exact(p, PathCase::Insensitive) => path.eq_ignore_ascii_case(p),
             PathMatch::Regex(r) => r.is_match(path),
         }
+    }
+}
+
+/// A policy's `prefix` or `exact` path must be in the normal form requests
+/// are compared in; otherwise it could never match (or match the wrong thing).
+fn normal_policy_path(p: String, at: &str) -> Result<String, PolicyError> {
+    match path::normalize(&p) {
+        Ok(n) if !n.changed() => Ok(n.as_str().to_string()),
+        Ok(n) => Err(PolicyError::new(
+            at,
+            format!(
+                "{p:?} is not in normal form; write {:?} (requests are matched after dot segments are removed, slashes merged and unreserved escapes decoded)",
+                n.as_str()
+            ),
+        )),
+        Err(path::PathProblem::NotOriginForm) => {
+            Err(PolicyError::new(at, format!("{p:?} must start with '/'")))
+        }
+        Err(e) => Err(PolicyError::new(
+            at,
+            format!("{p:?} can never match: requests with such a path are refused ({e})"),
+        )),
     }
 }
 
@@ -218,8 +272,9 @@ impl MethodSet {
         Ok(MethodSet(out))
     }
 
+    /// Case-insensitive: a service may treat `get` as `GET`.
     pub fn contains(&self, method: &str) -> bool {
-        self.0.iter().any(|m| m == method)
+        self.0.iter().any(|m| m.eq_ignore_ascii_case(method))
     }
 }
 

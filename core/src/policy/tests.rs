@@ -10,6 +10,15 @@ fn facts<'a>(host: &'a str, path: &'a str, method: &'a str) -> RequestFacts<'a> 
     }
 }
 
+/// The route a request matches, decided as the filter decides it.
+fn matched<'p>(p: &'p Policy, f: &RequestFacts<'_>) -> Option<&'p Route> {
+    match p.decide_request(f) {
+        RequestDecision::Proceed { route, .. } => Some(route),
+        RequestDecision::Refuse { route, .. } => route,
+        RequestDecision::Unprotected { .. } => None,
+    }
+}
+
 fn err(doc: &str) -> PolicyError {
     Policy::from_json(doc.as_bytes()).expect_err("policy should be refused")
 }
@@ -20,7 +29,7 @@ fn minimal_policy_loads() {
     assert!(p.routes.is_empty());
     assert!(matches!(
         p.decide_request(&facts("a", "/", "GET")),
-        RequestDecision::Unprotected
+        RequestDecision::Unprotected { .. }
     ));
 }
 
@@ -91,7 +100,7 @@ fn duplicate_route_names_are_refused() {
 fn bad_values_are_refused() {
     assert_eq!(
         err(r#"{"version":1,"routes":[{"name":"a","match":{"path":{"prefix":"orders"}}}]}"#).field,
-        "routes[0].match.path"
+        "routes[0].match.path.prefix"
     );
     assert_eq!(
         err(r#"{"version":1,"routes":[{"name":"a","match":{"host":"a b"}}]}"#).field,
@@ -121,10 +130,7 @@ fn path_matchers() {
             {"name":"prefix","match":{"path":{"prefix":"/p/"}}}]}"#,
     )
     .unwrap();
-    let name = |path| {
-        p.match_route(&facts("h", path, "GET"))
-            .map(|r| r.name.as_str())
-    };
+    let name = |path| matched(&p, &facts("h", path, "GET")).map(|r| r.name.as_str());
     assert_eq!(name("/a"), Some("exact"));
     assert_eq!(
         name("/a?x=1"),
@@ -154,15 +160,15 @@ fn host_method_and_route_name_all_must_hold() {
         method: "POST",
         route_name: Some("orders"),
     };
-    assert!(p.match_route(&f).is_some());
+    assert!(matched(&p, &f).is_some());
     f.method = "GET";
-    assert!(p.match_route(&f).is_none());
+    assert!(matched(&p, &f).is_none());
     f.method = "POST";
     f.route_name = Some("other");
-    assert!(p.match_route(&f).is_none());
+    assert!(matched(&p, &f).is_none());
     f.route_name = Some("orders");
     f.host = "example.com";
-    assert!(p.match_route(&f).is_none(), "wildcard needs a subdomain");
+    assert!(matched(&p, &f).is_none(), "wildcard needs a subdomain");
 }
 
 #[test]
@@ -177,7 +183,7 @@ fn first_matching_route_wins() {
             reply,
             event,
         } => {
-            assert_eq!(route.name, "off");
+            assert_eq!(route.unwrap().name, "off");
             assert_eq!(reply.status, 503);
             let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
             assert_eq!(body["error"], "route_disabled");
@@ -187,7 +193,7 @@ fn first_matching_route_wins() {
         other => panic!("expected refusal, got {other:?}"),
     }
     assert!(
-        matches!(p.decide_request(&facts("h", "/y", "GET")), RequestDecision::Proceed { route } if route.name == "all")
+        matches!(p.decide_request(&facts("h", "/y", "GET")), RequestDecision::Proceed { route, .. } if route.name == "all")
     );
 }
 
@@ -314,4 +320,197 @@ fn fields_the_policy_encrypts_are_pii_keys_in_logs() {
     let url = scrubber.url("/orders?LoyaltyToken=LT-88213&MemberRef=M-1&page=2");
     assert!(!url.contains("LT-88213") && !url.contains("M-1"), "{url}");
     assert!(url.contains("page=2"), "{url}");
+}
+
+const ORDERS: &str = r#"{"version":1,"routes":[{"name":"orders","match":{"path":{"prefix":"/orders/"},"methods":["GET"]}}]}"#;
+
+fn policy(doc: &str) -> Policy {
+    Policy::from_json(doc.as_bytes()).unwrap()
+}
+
+/// The status and error code of a refusal, or the route and edits otherwise.
+fn outcome(p: &Policy, method: &str, path: &str) -> String {
+    match p.decide_request(&facts("h", path, method)) {
+        RequestDecision::Refuse { reply, event, .. } => {
+            assert!(
+                !event.to_log_line().contains(path),
+                "events never carry the path"
+            );
+            format!("{} {}", reply.status, reply.code)
+        }
+        RequestDecision::Proceed { route, edits } => {
+            format!("route {} {:?}", route.name, edits.set)
+        }
+        RequestDecision::Unprotected { edits } => format!("unprotected {:?}", edits.set),
+    }
+}
+
+#[test]
+fn paths_and_methods_match_case_insensitively_by_default() {
+    let p = policy(ORDERS);
+    for path in [
+        "/orders/v0/orders",
+        "/Orders/v0/orders",
+        "/ORDERS/V0/ORDERS?x=1",
+    ] {
+        assert_eq!(outcome(&p, "GET", path), "route orders []", "{path}");
+    }
+    assert_eq!(outcome(&p, "get", "/orders/1"), "route orders []");
+    assert_eq!(outcome(&p, "gEt", "/orders/1"), "route orders []");
+    assert_eq!(outcome(&p, "POST", "/orders/1"), "unprotected []");
+    // Exact and regex too.
+    let p = policy(
+        r#"{"version":1,"routes":[{"name":"e","match":{"path":{"exact":"/a/B"}}},{"name":"r","match":{"path":{"regex":"/x/[a-z]+"}}}]}"#,
+    );
+    assert_eq!(outcome(&p, "GET", "/A/b"), "route e []");
+    assert_eq!(outcome(&p, "GET", "/X/ABC"), "route r []");
+}
+
+#[test]
+fn a_route_may_opt_into_case_sensitive_paths() {
+    let p = policy(
+        r#"{"version":1,"routes":[{"name":"cs","match":{"path":{"prefix":"/Orders/"},"case_sensitive":true}},{"name":"rx","match":{"path":{"regex":"/x/[a-z]+"},"case_sensitive":true}}]}"#,
+    );
+    assert_eq!(outcome(&p, "GET", "/Orders/1"), "route cs []");
+    assert_eq!(outcome(&p, "GET", "/orders/1"), "unprotected []");
+    assert_eq!(outcome(&p, "GET", "/x/abc"), "route rx []");
+    assert_eq!(outcome(&p, "GET", "/x/ABC"), "unprotected []");
+}
+
+#[test]
+fn a_fully_qualified_host_matches_its_route() {
+    let p = policy(r#"{"version":1,"routes":[{"name":"h","match":{"host":"api.example.com"}}]}"#);
+    let f = RequestFacts {
+        host: "api.example.com.:443",
+        path: "/",
+        method: "GET",
+        route_name: None,
+    };
+    assert_eq!(matched(&p, &f).map(|r| r.name.as_str()), Some("h"));
+}
+
+#[test]
+fn every_spelling_from_the_relay_is_refused_or_matched() {
+    let p = policy(ORDERS);
+    for path in [
+        "//orders/v0/orders",
+        "/x/../orders/v0/orders",
+        "/./orders/v0/orders",
+        "/%6frders/v0/orders",
+        "/orders/v0/%2e%2e/v0/orders",
+    ] {
+        assert_eq!(outcome(&p, "GET", path), "400 ambiguous_path", "{path}");
+    }
+    for path in [
+        "/orders%2fv0/orders",
+        "/orders%2Fv0/orders",
+        "/orders%5cv0",
+        "/orders\\v0/orders",
+        "/orders;a=b/v0/orders",
+        "/orders./v0/orders",
+        "/orders/%252e%252e/x",
+        "/orderſ/v0/orders",
+        "*",
+    ] {
+        assert_eq!(outcome(&p, "GET", path), "400 ambiguous_path", "{path}");
+    }
+    match p.decide_request(&facts("h", "/orders%2fv0", "GET")) {
+        RequestDecision::Refuse { event, .. } => {
+            assert_eq!(event.event, crate::EventKind::AmbiguousPath);
+            assert_eq!(event.detail.as_deref(), Some("encoded_slash"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn normalize_mode_decides_on_the_normal_form_and_rewrites_the_path() {
+    let p = policy(
+        r#"{"version":1,"requests":{"non_normal_path":"normalize"},"routes":[{"name":"orders","match":{"path":{"prefix":"/orders/"}}}]}"#,
+    );
+    assert_eq!(
+        outcome(&p, "GET", "//orders/v0/x/../orders?a=/../b"),
+        r#"route orders [(":path", "/orders/v0/orders?a=/../b")]"#
+    );
+    assert_eq!(
+        outcome(&p, "GET", "/%6Frders/1"),
+        r#"route orders [(":path", "/orders/1")]"#
+    );
+    assert_eq!(
+        outcome(&p, "GET", "/a/./b"),
+        r#"unprotected [(":path", "/a/b")]"#,
+        "the service reads the normal form on unprotected routes too"
+    );
+    assert_eq!(outcome(&p, "GET", "/orders/1"), "route orders []");
+    assert_eq!(
+        outcome(&p, "GET", "/orders/%3a"),
+        "route orders []",
+        "hex case alone is no rewrite"
+    );
+    // What has no single meaning is refused in this mode too.
+    assert_eq!(outcome(&p, "GET", "/orders%2fv0"), "400 ambiguous_path");
+    assert_eq!(outcome(&p, "GET", "/orders;x/v0"), "400 ambiguous_path");
+}
+
+#[test]
+fn unmatched_requests_are_allowed_or_denied_as_the_policy_says() {
+    let p = policy(ORDERS);
+    assert_eq!(p.requests.unmatched, Unmatched::Allow);
+    assert_eq!(outcome(&p, "GET", "/health"), "unprotected []");
+    let p = policy(
+        r#"{"version":1,"requests":{"unmatched":"deny"},"routes":[{"name":"orders","match":{"path":{"prefix":"/orders/"}}}]}"#,
+    );
+    assert_eq!(outcome(&p, "GET", "/health"), "404 no_route");
+    assert_eq!(outcome(&p, "GET", "/orders/1"), "route orders []");
+    match p.decide_request(&facts("h", "/health", "GET")) {
+        RequestDecision::Refuse {
+            route,
+            event,
+            reply,
+        } => {
+            assert!(route.is_none());
+            assert_eq!(event.event, crate::EventKind::UnmatchedRequest);
+            let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+            assert_eq!(body["error"], "no_route");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Deny with no routes at all denies everything.
+    let p = policy(r#"{"version":1,"requests":{"unmatched":"deny"}}"#);
+    assert_eq!(outcome(&p, "GET", "/"), "404 no_route");
+}
+
+#[test]
+fn a_policy_without_routes_leaves_paths_alone() {
+    let p = policy(r#"{"version":1}"#);
+    assert_eq!(outcome(&p, "GET", "//a/../b%2f"), "unprotected []");
+}
+
+#[test]
+fn policy_paths_must_be_in_normal_form() {
+    for (prefix, want) in [
+        ("/orders//v0", "write \"/orders/v0\""),
+        ("/a/../orders", "write \"/orders\""),
+        ("/%6frders", "write \"/orders\""),
+        ("/orders%2f", "encoded_slash"),
+        ("/orders;v", "path_parameter"),
+    ] {
+        let e = err(&format!(
+            r#"{{"version":1,"routes":[{{"name":"a","match":{{"path":{{"prefix":"{prefix}"}}}}}}]}}"#
+        ));
+        assert_eq!(e.field, "routes[0].match.path.prefix");
+        assert!(e.problem.contains(want), "{prefix}: {e}");
+    }
+    let e = err(r#"{"version":1,"routes":[{"name":"a","match":{"path":{"exact":"/a/./b"}}}]}"#);
+    assert_eq!(e.field, "routes[0].match.path.exact");
+}
+
+#[test]
+fn requests_section_refuses_unknown_values() {
+    let e = err(r#"{"version":1,"requests":{"unmatched":"drop"}}"#);
+    assert_eq!(e.field, "requests.unmatched");
+    let e = err(r#"{"version":1,"requests":{"non_normal_path":"fix"}}"#);
+    assert_eq!(e.field, "requests.non_normal_path");
+    let e = err(r#"{"version":1,"requests":{"unmached":"deny"}}"#);
+    assert_eq!(e.field, "requests.unmached");
 }

@@ -196,7 +196,10 @@ fn ipv6s(b: &[u8], out: &mut Vec<Detection>) {
     while i < b.len() {
         let c = at(b, i);
         let p = before(b, i);
-        if !is_v6(c) || p.is_ascii_alphanumeric() || p == b':' || p == b'.' {
+        // An address starts after a non-address byte, or right after the
+        // colon of a label (`client:2001:db8::7`, `ip:::1`).
+        let after_label = p == b':' && before(b, i.saturating_sub(1)).is_ascii_alphabetic();
+        if !is_v6(c) || p.is_ascii_alphanumeric() || p == b'.' || (p == b':' && !after_label) {
             i += 1;
             continue;
         }
@@ -209,17 +212,23 @@ fn ipv6s(b: &[u8], out: &mut Vec<Detection>) {
         while end > i && at(b, end - 1) == b'.' {
             end -= 1;
         }
-        let run = b.get(i..end).unwrap_or_default();
-        let colons = run.iter().filter(|c| **c == b':').count();
         let next_ok = !at(b, r).is_ascii_alphanumeric();
-        let parsed = (colons >= 2 && next_ok)
-            .then(|| std::str::from_utf8(run).ok()?.parse::<Ipv6Addr>().ok())
+        // The whole run, else (`face:2001:db8:0:0:0:0:0:1`, a hex label
+        // glued on) the longest tail after one of its colons.
+        let found = next_ok
+            .then(|| {
+                let tails =
+                    (i + 1..end).filter(|&k| at(b, k - 1) == b':' && end - k <= MAX_V6_TEXT);
+                std::iter::once(i)
+                    .chain(tails)
+                    .find_map(|k| Some((k, parse_v6(b.get(k..end)?)?)))
+            })
             .flatten();
-        match parsed {
-            Some(addr) => {
+        match found {
+            Some((start, addr)) => {
                 out.push(Detection {
                     kind: PiiKind::Ipv6,
-                    start: i,
+                    start,
                     end,
                     normalized: addr.to_string(),
                 });
@@ -228,6 +237,17 @@ fn ipv6s(b: &[u8], out: &mut Vec<Detection>) {
             None => i = r.max(i + 1),
         }
     }
+}
+
+/// Longest text form of an IPv6 address (`ffff:...:255.255.255.255`).
+const MAX_V6_TEXT: usize = 45;
+
+fn parse_v6(run: &[u8]) -> Option<Ipv6Addr> {
+    let colons = run.iter().filter(|c| **c == b':').count();
+    if colons < 2 || run.len() > MAX_V6_TEXT {
+        return None;
+    }
+    std::str::from_utf8(run).ok()?.parse().ok()
 }
 
 /// Dotted quads with every octet 0-255, not part of a longer dotted number.
@@ -318,7 +338,7 @@ fn digit_run(b: &[u8], i: usize) -> usize {
 }
 
 /// 13-19 digit Luhn-valid numbers, contiguous or grouped with one kind of
-/// separator (space or dash) in the layouts cards are printed in
+/// separator (space, dash or dot) in the layouts cards are printed in
 /// (4-4-4-4[-1..3], 4-6-4, 4-6-5, 4-4-4-1..4).
 fn cards(b: &[u8], out: &mut Vec<Detection>) {
     let mut i = 0;
@@ -334,7 +354,7 @@ fn cards(b: &[u8], out: &mut Vec<Detection>) {
             i = r;
             continue;
         }
-        if n == 4 && matches!(at(b, r), b' ' | b'-') {
+        if n == 4 && matches!(at(b, r), b' ' | b'-' | b'.') {
             let sep = at(b, r);
             // Collect up to five groups separated by `sep`.
             let mut groups = vec![(i, r)];
@@ -393,11 +413,13 @@ fn is_phone_sep(c: u8) -> bool {
     matches!(c, b' ' | b'-' | b'.' | b'(' | b')')
 }
 
-/// Phone numbers: 7-15 digits (E.164's maximum) either after a `+`, or in
-/// at least two groups of two or more digits whose last group has four or
-/// more (`555-123-4567`, `(555) 123 4567`, `030 1234567`). Bare digit runs
-/// are not phones (they are mostly identifiers); values under a PII key such
-/// as `Phone=` are caught by the key rule instead.
+/// Phone numbers: 7-15 digits (E.164's maximum) after a `+` or `00`, or in
+/// at least two groups whose last has four or more digits (`555-123-4567`,
+/// `(555) 123 4567`, `030 1234567`, `1-555-123-4567`), or in three or more
+/// groups of 2-5 digits under one separator with nine digits or more
+/// (`06 12 34 56 78`, `030 123 45 67`, `07700 900 123`). Other bare digit
+/// runs are not phones (they are mostly identifiers); values under a PII
+/// key such as `Phone=` are caught by the key rule instead.
 fn phones(b: &[u8], out: &mut Vec<Detection>) {
     let mut i = 0;
     while i < b.len() {
@@ -440,19 +462,50 @@ fn phones(b: &[u8], out: &mut Vec<Detection>) {
             .collect();
         let digits: usize = groups.iter().map(|g| g.len()).sum();
         let plus = c == b'+';
-        let shaped = groups.len() >= 2
-            && groups.iter().all(|g| g.len() >= 2)
+        let first = groups.first().map_or(0, |g| g.len());
+        // A one-digit first group is a country or trunk code (`1-555-...`),
+        // written with a dash or space, not a dot (versions: `2.14.102.3456`).
+        let lead_ok = first >= 2 || (first == 1 && matches!(at(b, i + 1), b'-' | b' '));
+        // `555-123-4567`, `(555) 123 4567`, `030 1234567`, `1-555-123-4567`.
+        let classic = groups.len() >= 2
+            && lead_ok
+            && groups.iter().skip(1).all(|g| g.len() >= 2)
             && groups.last().is_some_and(|g| g.len() >= 4);
-        if (7..=15).contains(&digits) && (plus || shaped) {
+        // European spacing: `06 12 34 56 78`, `06.12.34.56.78`,
+        // `030 123 45 67`, `07700 900 123`: three or more groups of 2-5
+        // digits under one separator, nine digits or more (dates have eight).
+        let seps: Vec<u8> = span
+            .iter()
+            .copied()
+            .filter(|x| !x.is_ascii_digit())
+            .collect();
+        let grouped = groups.len() >= 3
+            && groups.iter().all(|g| (2..=5).contains(&g.len()))
+            && seps.len() == groups.len() - 1
+            && seps.windows(2).all(|w| w[0] == w[1])
+            && seps
+                .first()
+                .is_some_and(|s| matches!(s, b' ' | b'-' | b'.'))
+            && digits >= 9;
+        // International prefix `00` then a country code: `00442079460958`.
+        let intl = groups.len() == 1
+            && span.starts_with(b"00")
+            && span.get(2).is_some_and(|d| *d != b'0')
+            && (11..=15).contains(&digits);
+        if (7..=15).contains(&digits) && (plus || classic || grouped || intl) {
             let mut normalized = String::with_capacity(16);
-            if plus {
+            let all_digits = span.iter().filter(|x| x.is_ascii_digit());
+            if plus || intl {
+                // `00` and `+` spellings of one number meet on one pseudonym.
                 normalized.push('+');
+                normalized.extend(
+                    all_digits
+                        .skip(if intl { 2 } else { 0 })
+                        .map(|x| *x as char),
+                );
+            } else {
+                normalized.extend(all_digits.map(|x| *x as char));
             }
-            normalized.extend(
-                span.iter()
-                    .filter(|x| x.is_ascii_digit())
-                    .map(|x| *x as char),
-            );
             out.push(Detection {
                 kind: PiiKind::Phone,
                 start: i,

@@ -79,8 +79,20 @@ impl Scrubber {
             }
             n if FINGERPRINT.contains(&n) => self.principal_like(value),
             "referer" | "origin" | "location" => self.url(value),
+            "x-request-id" => self.request_id(value),
             _ => self.text(value),
         })
+    }
+
+    /// A request id (`x-request-id`): kept when it is a plain UUID-like
+    /// token ([`crate::events::safe_request_id`]), else a pseudonym (or
+    /// `[redacted]` without a log key): a client-chosen id could carry a
+    /// card number or a phone number.
+    pub fn request_id(&self, id: &str) -> String {
+        match crate::events::safe_request_id(id) {
+            Some(id) => id.to_string(),
+            None => self.principal_like(id),
+        }
     }
 
     fn principal_like(&self, value: &str) -> String {

@@ -112,6 +112,17 @@ impl PiiKeys {
         self.0.contains(&normalize(name))
     }
 
+    /// A key as written in a query string or text: the whole name, or any
+    /// part of a bracketed or dotted name (`filter[BuyerName]`,
+    /// `BuyerName[]`, `buyer.email`), as frameworks (Rails, PHP, qs)
+    /// read `a[b]=v` as the field `b` of `a`.
+    pub fn contains_key_expr(&self, name: &str) -> bool {
+        self.contains(name)
+            || name
+                .split(['[', ']', '.'])
+                .any(|part| !part.is_empty() && self.contains(part))
+    }
+
     /// Header names carry no vendor prefix in the models: `x-buyer-email`
     /// is the `BuyerEmail` key.
     pub fn contains_header(&self, name: &str) -> bool {

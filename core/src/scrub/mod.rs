@@ -140,12 +140,45 @@ impl Scrubber {
     }
 
     /// Value spans following a PII key: `Key=v`, `Key: v`, `"Key":"v"`,
-    /// `'Key' = 'v'`. A quoted value runs to its closing quote, a bare one to
-    /// the next `&`, `;`, `,`, whitespace, quote or closing bracket.
+    /// `'Key' = 'v'`, and bracketed forms (`BuyerName[]=v`,
+    /// `filter[BuyerName]=v`). A quoted value runs to its closing quote
+    /// (escaped quotes `\"` included). A bare value runs to the next `&`,
+    /// `;`, `,`, quote, closing bracket or line break, and across spaces up
+    /// to the next `key=` / `key:`: `BuyerName=Jane%20Doe` decodes to two
+    /// words, and both are the value.
     fn key_value_spans(&self, text: &str) -> Vec<(usize, usize)> {
         let b = text.as_bytes();
         let at = |i: usize| b.get(i).copied().unwrap_or(0);
         let is_word = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.');
+        let word_end = |mut r: usize| {
+            while is_word(at(r)) {
+                r += 1;
+            }
+            r
+        };
+        // Past `[...]` and `]` after a key name: `Name[]`, `[Name]`, `Name[0]`.
+        let past_brackets = |mut j: usize| {
+            loop {
+                match at(j) {
+                    b']' => j += 1,
+                    b'[' => {
+                        let close = (j + 1..b.len().min(j + 65)).find(|&k| at(k) == b']');
+                        match close {
+                            Some(k) if (j + 1..k).all(|m| is_word(at(m))) => j = k + 1,
+                            _ => break,
+                        }
+                    }
+                    _ => break,
+                }
+            }
+            j
+        };
+        // At `j` (after spaces): does a `key=` or `key:` start here?
+        let key_starts = |j: usize| {
+            let r = word_end(j);
+            let k = past_brackets(r);
+            r > j && matches!(at(k), b'=' | b':')
+        };
         let mut spans = Vec::new();
         let mut i = 0;
         while i < b.len() {
@@ -153,11 +186,8 @@ impl Scrubber {
                 i += 1;
                 continue;
             }
-            let mut r = i;
-            while is_word(at(r)) {
-                r += 1;
-            }
-            let mut j = r;
+            let r = word_end(i);
+            let mut j = past_brackets(r);
             if matches!(at(j), b'"' | b'\'') {
                 j += 1;
             }
@@ -167,7 +197,7 @@ impl Scrubber {
             // Only a word followed by `=` or `:` can be a key; the name
             // lookup (which normalises) runs for those alone.
             let word = text.get(i..r).unwrap_or_default();
-            if !matches!(at(j), b'=' | b':') || !self.keys.contains(word) {
+            if !matches!(at(j), b'=' | b':') || !self.keys.contains_key_expr(word) {
                 i = r;
                 continue;
             }
@@ -180,16 +210,31 @@ impl Scrubber {
                     let s = j + 1;
                     let mut e = s;
                     while e < b.len() && at(e) != q {
-                        e += 1;
+                        // A backslash escapes the next byte (`\"` in JSON).
+                        e += if at(e) == b'\\' { 2 } else { 1 };
                     }
-                    (s, e)
+                    (s, e.min(b.len()))
                 }
                 _ => {
                     let mut e = j;
-                    while e < b.len()
-                        && !matches!(at(e), b'&' | b';' | b',' | b'"' | b'\'' | b'}' | b']')
-                        && !at(e).is_ascii_whitespace()
-                    {
+                    while e < b.len() {
+                        let c = at(e);
+                        if matches!(c, b'&' | b';' | b',' | b'"' | b'\'' | b'}' | b']')
+                            || matches!(c, b'\n' | b'\r')
+                        {
+                            break;
+                        }
+                        if c.is_ascii_whitespace() {
+                            let mut w = e;
+                            while matches!(at(w), b' ' | b'\t') {
+                                w += 1;
+                            }
+                            if w >= b.len() || key_starts(w) {
+                                break;
+                            }
+                            e = w;
+                            continue;
+                        }
                         e += 1;
                     }
                     (j, e)
@@ -258,7 +303,7 @@ impl Scrubber {
         };
         let key_decoded = decode_fully(key, true, DECODE_ROUNDS);
         let key_out = self.component(key, true);
-        if self.keys.contains(key_decoded.trim()) {
+        if self.keys.contains_key_expr(key_decoded.trim()) {
             if value.is_empty() {
                 return format!("{key_out}=");
             }

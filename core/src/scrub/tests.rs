@@ -155,6 +155,131 @@ fn client_address_drops_the_port() {
     assert_eq!(unkeyed().client_address("10.0.0.1:5555"), "[ip]");
 }
 
+// ---- the gaps issue 12 found, each redacted --------------------------------
+
+#[test]
+fn request_ids_that_are_not_plain_uuids_become_pseudonyms() {
+    let k = keyed();
+    let uuid = "0f8fad5b-d9cb-469f-a165-70867728950e";
+    assert_eq!(k.request_id(uuid), uuid);
+    assert_eq!(
+        k.header("X-Request-Id", uuid),
+        HeaderOutcome::Value(uuid.into())
+    );
+    for id in [
+        "4111111111111111",
+        "4111-1111-1111-1111",
+        "5551234567",
+        "+1 555 123 4567",
+        "req-jane@example.com",
+        "0f8fad5bd9cb469fa16570867728950e",
+    ] {
+        let out = k.request_id(id);
+        assert!(out.starts_with("p:") && out.len() == 18, "{id} -> {out}");
+        assert_eq!(
+            k.header("x-request-id", id),
+            HeaderOutcome::Value(out.clone())
+        );
+        // The event carries the same token, so event and record still join.
+        let event = crate::SecurityEvent::new(crate::EventKind::KillSwitchRefusal)
+            .scrubbed_request_id(id, &k);
+        assert_eq!(event.request_id.as_deref(), Some(out.as_str()));
+    }
+    assert_eq!(unkeyed().request_id("5551234567"), REDACTED);
+}
+
+#[test]
+fn pii_key_values_are_not_cut_at_an_encoded_space_or_an_escaped_quote() {
+    let s = unkeyed();
+    assert_eq!(s.text("BuyerName=Jane%20Doe"), "BuyerName=[redacted]");
+    assert_eq!(
+        s.text("BuyerName=Jane%20Q%20Doe status=200"),
+        "BuyerName=[redacted] status=200"
+    );
+    assert_eq!(
+        s.url("/x/BuyerName=Jane%20Doe/y"),
+        "/x/BuyerName%3D[redacted]/y"
+    );
+    assert_eq!(
+        s.text(r#"{"BuyerName": "Jane \"JD\" Doe", "OrderStatus": "Shipped"}"#),
+        r#"{"BuyerName": "[redacted]", "OrderStatus": "Shipped"}"#
+    );
+    assert_eq!(
+        s.text(r#"BuyerName='O\'Brien' ok"#),
+        "BuyerName='[redacted]' ok"
+    );
+    assert_eq!(
+        s.text("Name: Jane Doe, City: Berlin"),
+        "Name: [redacted], City: [redacted]"
+    );
+}
+
+#[test]
+fn bracketed_query_keys_are_pii_keys() {
+    let s = unkeyed();
+    assert_eq!(
+        s.url("/orders?filter[BuyerName]=Jane+Doe&BuyerName[]=Jane&page[size]=10"),
+        "/orders?filter[BuyerName]=[redacted]&BuyerName[]=[redacted]&page[size]=10"
+    );
+    assert_eq!(
+        s.url("/orders?filter%5BBuyerEmail%5D=jane%40example.com"),
+        "/orders?filter%5BBuyerEmail%5D=[email]"
+    );
+    assert_eq!(
+        s.text("filter[BuyerName]=Jane Doe&x[0]=1"),
+        "filter[BuyerName]=[redacted]&x[0]=1"
+    );
+    assert_eq!(s.text("BuyerName[0]=Jane"), "BuyerName[0]=[redacted]");
+    assert_eq!(s.url("/a?buyer.email=x"), "/a?buyer.email=[redacted]");
+}
+
+#[test]
+fn phone_and_card_spellings_from_the_issue() {
+    let s = unkeyed();
+    for phone in [
+        "1-555-123-4567",
+        "06 12 34 56 78",
+        "06.12.34.56.78",
+        "030 123 45 67",
+        "07700 900 123",
+        "00442079460958",
+    ] {
+        assert_eq!(
+            s.text(&format!("call {phone} now")),
+            "call [phone] now",
+            "{phone}"
+        );
+        assert_eq!(
+            s.url(&format!("/c/{}", percent_encode(phone))),
+            "/c/[phone]",
+            "{phone}"
+        );
+    }
+    assert_eq!(s.text("pay 4111.1111.1111.1111 now"), "pay [card] now");
+    // `00` and `+` spellings of one number meet on one pseudonym.
+    let k = keyed();
+    assert_eq!(k.text("00442079460958"), k.text("+442079460958"));
+    // Still not phones: dates, times, versions, order ids.
+    for text in [
+        "2026-11-28",
+        "2026-11-28 12:30:45",
+        "v 2.14.102.3456",
+        "123-4567890-1234567",
+    ] {
+        assert_eq!(s.text(text), text);
+    }
+}
+
+#[test]
+fn ipv6_right_after_a_label_and_colon() {
+    let s = unkeyed();
+    assert_eq!(s.text("client:2001:db8::7 ok"), "client:[ip] ok");
+    assert_eq!(s.text("ip:::1"), "ip:[ip]");
+    assert_eq!(s.text("from:fe80::1%eth0"), "from:[ip]%eth0");
+    assert_eq!(s.text("face:2001:db8:0:0:0:0:0:1"), "face:[ip]");
+    assert_eq!(s.text("at 12:30:45"), "at 12:30:45");
+}
+
 // ---- properties: a detected value never survives in a claimed encoding ----
 
 fn email() -> impl Strategy<Value = String> {
@@ -173,13 +298,25 @@ fn phone() -> impl Strategy<Value = String> {
         ("[2-9][0-9]{2}", "[0-9]{3}", "[0-9]{4}", "[-. ]")
             .prop_map(|(a, b, c, s)| format!("{a}{s}{b}{s}{c}")),
         "\\+[1-9][0-9]{7,13}",
+        // North American with the trunk code: 1-555-123-4567.
+        ("[2-9][0-9]{2}", "[0-9]{3}", "[0-9]{4}", "[- ]")
+            .prop_map(|(a, b, c, s)| format!("1{s}{a}{s}{b}{s}{c}")),
+        // French pairs: 06 12 34 56 78, 06.12.34.56.78.
+        ("0[1-9]", prop::collection::vec("[0-9]{2}", 4), "[ .-]")
+            .prop_map(|(a, rest, s)| format!("{a}{s}{}", rest.join(&s))),
+        // German and British groupings: 030 123 45 67, 07700 900 123.
+        ("0[1-9][0-9]", "[0-9]{3}", "[0-9]{2}", "[0-9]{2}")
+            .prop_map(|(a, b, c, d)| format!("{a} {b} {c} {d}")),
+        ("07[0-9]{3}", "[0-9]{3}", "[0-9]{3}").prop_map(|(a, b, c)| format!("{a} {b} {c}")),
+        // International prefix 00: 00442079460958.
+        "00[1-9][0-9]{9,12}",
     ]
 }
 
 /// Turns 15 random digits into a Luhn-valid 16-digit card, printed in one
 /// of the claimed layouts.
 fn card() -> impl Strategy<Value = String> {
-    ("[0-9]{15}", 0usize..3).prop_map(|(body, layout)| {
+    ("[0-9]{15}", 0usize..4).prop_map(|(body, layout)| {
         let mut digits = body.into_bytes();
         let check = (0..10u8)
             .find(|c| {
@@ -193,6 +330,7 @@ fn card() -> impl Strategy<Value = String> {
         match layout {
             0 => s,
             1 => format!("{} {} {} {}", &s[0..4], &s[4..8], &s[8..12], &s[12..16]),
+            2 => format!("{}.{}.{}.{}", &s[0..4], &s[4..8], &s[8..12], &s[12..16]),
             _ => format!("{}-{}-{}-{}", &s[0..4], &s[4..8], &s[8..12], &s[12..16]),
         }
     })
@@ -223,6 +361,12 @@ fn mac() -> impl Strategy<Value = String> {
                 m
             }
         })
+}
+
+/// A label glued to the address by a colon, as log lines write it.
+fn labelled_ip() -> impl Strategy<Value = String> {
+    ("(client|from|ip|peer|src)", any::<[u16; 8]>())
+        .prop_map(|(w, s)| format!("{w}:{}", std::net::Ipv6Addr::from(s)))
 }
 
 fn pii() -> impl Strategy<Value = String> {
@@ -311,6 +455,53 @@ proptest! {
         if let HeaderOutcome::Value(out) = keyed().header(&name, &format!("id {v}; x")) {
             assert_gone(&out, &v)?;
         }
+    }
+
+    #[test]
+    fn ipv6_after_a_label_never_survives(v in labelled_ip(), a in filler(), k in any::<bool>()) {
+        let s = if k { keyed() } else { unkeyed() };
+        let addr = v.split_once(':').unwrap().1.to_string();
+        for text in [format!("{a} {v} x"), percent_encode(&format!("{a} {v}"))] {
+            let out = s.text(&text);
+            prop_assert!(!readable(&out).contains(&addr.to_lowercase()) || addr.len() < 4, "{} in {}", addr, out);
+        }
+    }
+
+    /// A PII key's value, however many words and whatever quotes it holds,
+    /// never survives in any spelling of the key.
+    #[test]
+    fn multi_word_values_after_pii_keys_never_survive(
+        words in prop::collection::vec("[A-Z][a-z]{3,8}", 1..4),
+        key in prop::sample::select(vec!["BuyerName", "Name", "AddressLine1", "BuyerEmail"]),
+        form in 0usize..6,
+    ) {
+        let value = words.join(" ");
+        let s = unkeyed();
+        let out = match form {
+            0 => s.text(&format!("{key}={}", percent_encode(&value))),
+            1 => s.text(&format!("{key}={value}")),
+            2 => s.text(&format!(r#"{{"{key}": "{}"}}"#, value.replace(' ', r#" \" "#))),
+            3 => s.url(&format!("/o?filter[{key}]={}", value.replace(' ', "+"))),
+            4 => s.url(&format!("/o?{key}[]={}", percent_encode(&value))),
+            _ => s.url(&format!("/o/{key}={}", percent_encode(&value))),
+        };
+        for w in &words {
+            prop_assert!(!readable(&out).contains(&w.to_lowercase()), "{} survived in {}", w, out);
+        }
+    }
+
+    /// Request ids: a UUID stays as it is; anything else is a pseudonym,
+    /// never the id or a PII value in it.
+    #[test]
+    fn request_ids_keep_uuids_and_hide_the_rest(uuid in any::<u128>(), v in pii()) {
+        let k = keyed();
+        let h = format!("{uuid:032x}");
+        let uuid = format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]);
+        let out = k.request_id(&uuid);
+        prop_assert!(out == uuid || out.starts_with("p:"));
+        let out = k.request_id(&v);
+        prop_assert!(out.starts_with("p:"), "{} -> {}", v, out);
+        assert_gone(&out, &v)?;
     }
 
     #[test]

@@ -27,7 +27,7 @@ use dpp_core::Policy;
 use serde_json::Value;
 
 use crate::fixtures::keyring;
-use crate::splice::{selected_positions_hold, Seg};
+use crate::splice::{ambiguous_member, selected_positions_hold, Seg};
 use crate::Input;
 
 /// Two routes: the SP-API preset with a small limit, and explicit
@@ -162,6 +162,9 @@ pub fn check(data: &[u8]) {
                 }),
                 BodyFailure::NotJson => !json_type && route.body.non_json == NonJson::Reject,
                 BodyFailure::Malformed => serde_json::from_slice::<Value>(body).is_err(),
+                BodyFailure::AmbiguousMember => serde_json::from_slice::<Value>(body)
+                    .map_or(true, |v| ambiguous_member(&v, &route_selectors(route, dir))),
+                BodyFailure::MissingContextField => false,
                 BodyFailure::Envelope(_) => rules.action == FieldAction::Decrypt,
                 BodyFailure::Seal => false,
             };
@@ -186,6 +189,10 @@ pub fn check(data: &[u8]) {
             let Ok(original) = serde_json::from_slice::<Value>(body) else {
                 return;
             };
+            assert!(
+                !ambiguous_member(&original, &route_selectors(route, dir)) || has_duplicates(body),
+                "a member that case-folds to a selected name passed"
+            );
             let sent = out.as_deref().unwrap_or(body);
             let sent: Value = serde_json::from_slice(sent).expect("a forwarded JSON body parses");
             let selectors = route_selectors(route, dir);
@@ -198,6 +205,10 @@ pub fn check(data: &[u8]) {
             });
         }
     }
+}
+
+fn has_duplicates(body: &[u8]) -> bool {
+    crate::splice::has_duplicate_members(body)
 }
 
 fn outcome_class(o: &Outcome) -> Result<bool, BodyFailure> {

@@ -1,7 +1,7 @@
 //! Envelope parsing and opening.
 //!
 //! Input: one op byte, then
-//! - op even (open): path and context (length-prefixed), the rest is an
+//! - op even (open): flow, path and context (length-prefixed), the rest is an
 //!   envelope text as it would sit inside a JSON string. Property: no
 //!   panic; whatever opens is one JSON value, and its text is the one
 //!   canonical spelling of the envelope (no second spelling of the same
@@ -9,12 +9,13 @@
 //! - op odd (seal, open, tamper): flags, a mutation (position, xor byte),
 //!   path, context, then a JSON value. Properties: the envelope opens to
 //!   the value (its exact text in random mode, its canonical text in
-//!   deterministic mode); it fails under another path or context; the
+//!   deterministic mode); it fails under another path, context or flow
+//!   (request/response); the
 //!   mutated envelope does not open.
 
-use dpp_core::crypto::envelope::{self, Scratch, SealOptions};
+use dpp_core::crypto::envelope::{self, Field, FieldDigest, Flow, Scratch, SealOptions};
 use dpp_core::crypto::{EnvelopeError, Mode};
-use dpp_core::json;
+use dpp_core::json::{self, Bound};
 
 use crate::fixtures::keyring;
 use crate::Input;
@@ -28,24 +29,33 @@ pub fn check(data: &[u8]) {
     }
 }
 
+/// Where a value sits: what the authenticated data binds.
+fn open_at(flow: Flow, path: &str, context: &[u8], text: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
+    let digest = FieldDigest::new(flow, path, context);
+    let field = Field {
+        path,
+        context,
+        digest: &digest,
+        bound: Bound::NONE,
+    };
+    let mut out = Vec::new();
+    envelope::open_into(keyring(), &field, text, &mut Scratch::default(), &mut out)?;
+    Ok(out)
+}
+
 fn open_arbitrary(mut input: Input<'_>) {
+    let flow = if input.byte() & 1 == 0 {
+        Flow::Request
+    } else {
+        Flow::Response
+    };
     let path = crate::text(input.short(64));
     let context = input.short(32).to_vec();
     let text = input.rest();
-    let mut out = Vec::new();
-    let opened = envelope::open_into(
-        keyring(),
-        &path,
-        text,
-        &context,
-        &mut Scratch::default(),
-        &mut out,
-    );
-    if opened.is_ok() {
+    let opened = open_at(flow, &path, &context, text);
+    if let Ok(out) = opened {
         json::validate(&out).expect("an opened envelope holds one JSON value");
         assert_canonical(text);
-    } else {
-        assert!(out.is_empty(), "a refused envelope wrote output");
     }
 }
 
@@ -81,6 +91,11 @@ fn seal_open_tamper(mut input: Input<'_>) {
         Mode::Random
     };
     let blind_index = flags & 2 != 0;
+    let (flow, other_flow) = if flags & 4 == 0 {
+        (Flow::Request, Flow::Response)
+    } else {
+        (Flow::Response, Flow::Request)
+    };
     let position = input.u16() as usize;
     let xor = input.byte();
     let path = crate::text(input.short(64));
@@ -92,41 +107,31 @@ fn seal_open_tamper(mut input: Input<'_>) {
     let mut canonical = Vec::new();
     json::canonical(raw, &mut canonical).expect("a value that validates has a canonical form");
 
-    let keyring = keyring();
-    let opts = SealOptions {
-        mode,
+    let opts = SealOptions { mode, blind_index };
+    let digest = FieldDigest::new(flow, &path, &context);
+    let field = Field {
+        path: &path,
         context: &context,
-        blind_index,
+        digest: &digest,
+        bound: Bound::NONE,
     };
-    let mut scratch = Scratch::default();
     let mut sealed = Vec::new();
-    let result = envelope::seal_into(
-        keyring.primary(),
-        &path,
+    envelope::seal_into(
+        keyring().primary(),
+        &field,
         raw,
         opts,
-        &mut scratch,
+        &mut Scratch::default(),
         &mut sealed,
-    );
-    result.expect("sealing a JSON value");
+    )
+    .expect("sealing a JSON value");
     let text = sealed
         .strip_prefix(b"\"")
         .and_then(|t| t.strip_suffix(b"\""))
         .expect("an envelope is a JSON string");
     json::validate(&sealed).expect("the envelope is a JSON string");
 
-    let open = |path: &str, context: &[u8], text: &[u8]| {
-        let mut out = Vec::new();
-        envelope::open_into(
-            keyring,
-            path,
-            text,
-            context,
-            &mut Scratch::default(),
-            &mut out,
-        )
-        .map(|()| out)
-    };
+    let open = |path: &str, context: &[u8], text: &[u8]| open_at(flow, path, context, text);
     let expected: &[u8] = if mode == Mode::Deterministic {
         &canonical
     } else {
@@ -150,6 +155,12 @@ fn seal_open_tamper(mut input: Input<'_>) {
         open(&path, &other_context, text),
         Err(EnvelopeError::Tampered),
         "opened under another context"
+    );
+
+    assert_eq!(
+        open_at(other_flow, &path, &context, text),
+        Err(EnvelopeError::Tampered),
+        "opened in the other message of the exchange"
     );
 
     let xor = if xor == 0 { 1 } else { xor };

@@ -6,29 +6,37 @@
 //!   bit 3: blind index; bits 4-7: context length;
 //! - per selector one byte `k`: `k < CATALOGUE.len()` picks a catalogue
 //!   selector, otherwise `k - CATALOGUE.len()` (mod 32) bytes follow as the
-//!   selector's text (skipped when it does not parse);
+//!   selector's text (the input is skipped when one does not parse);
 //! - the context bytes; the rest is the body.
+//!
+//! The rules are compiled the way the filter compiles them: as the
+//! `encrypt` rule of a policy route.
 //!
 //! Properties:
 //! 1. the scanner accepts exactly what serde_json accepts, except numbers
 //!    outside f64 (valid JSON, passed on untouched; serde_json cannot hold
 //!    them without its `arbitrary_precision` feature);
-//! 2. encrypting gives JSON that serde_json reads as the original value at
+//! 2. a member whose name equals a name the selectors follow under case
+//!    folding, without being equal to it, is refused (`ambiguous_member`),
+//!    and nothing else is;
+//! 3. encrypting gives JSON that serde_json reads as the original value at
 //!    every position but the selected ones (found independently here, on
 //!    serde_json's tree), which hold envelopes;
-//! 3. decrypting that gives the original back: byte for byte in random
+//! 4. decrypting that gives the original back: byte for byte in random
 //!    mode, the same value (the selected values canonical) in
 //!    deterministic mode;
-//! 4. a refusal is the documented one: `malformed_json` only for bodies
-//!    that are not JSON, `encryption_failed` never for a JSON body.
+//! 5. `malformed_json` only for bodies that are not JSON, never
+//!    `encryption_failed`.
 
 use dpp_core::crypto::Mode;
 use dpp_core::json::{
     self,
-    selector::{Selector, SelectorSet, Step},
+    automaton::fold,
+    selector::{Selector, Step},
 };
-use dpp_core::policy::{FieldAction, FieldRule, FieldRules};
+use dpp_core::policy::{Direction, FieldAction, FieldRules};
 use dpp_core::protect::{self, BodyFailure};
+use dpp_core::Policy;
 use serde_json::Value;
 
 use crate::fixtures::keyring;
@@ -51,46 +59,49 @@ pub const CATALOGUE: &[&str] = &[
     "$.*.*",
     "$..[\"\u{e9}\"]",
     "$.payload..BuyerInfo",
+    "$.K",
+    "$..\u{df}",
 ];
 
-/// Reads the header: the encrypt rules and, for the reference matcher,
-/// their selectors. `None` when no selector parsed.
+/// Reads the header and compiles it as the filter does: the `encrypt`
+/// rule of a policy route. Returns the rules and, for the reference
+/// matcher, the selectors. `None` when nothing usable was read.
 pub fn rules_from(input: &mut Input<'_>) -> Option<(FieldRules, Vec<Selector>)> {
     let flags = input.byte();
     let count = (flags & 0b11) + 1;
-    let mode = if flags & 0b100 != 0 {
-        Mode::Deterministic
-    } else {
-        Mode::Random
-    };
+    let deterministic = flags & 0b100 != 0;
     let blind_index = flags & 0b1000 != 0;
-    let mut selectors = SelectorSet::default();
-    let mut parsed_all = Vec::new();
+    let mut texts = Vec::new();
     for _ in 0..count {
         let k = input.byte() as usize;
-        let parsed = match CATALOGUE.get(k) {
-            Some(text) => Selector::parse(text),
-            None => Selector::parse(&crate::text(input.take((k - CATALOGUE.len()) % 32))),
-        };
-        if let Ok(sel) = parsed {
-            parsed_all.push(sel.clone());
-            selectors.push(sel, 0);
+        match CATALOGUE.get(k) {
+            Some(text) => texts.push(text.to_string()),
+            None => texts.push(crate::text(input.take((k - CATALOGUE.len()) % 32))),
         }
     }
-    let context = input.take((flags >> 4) as usize).to_vec();
-    if selectors.is_empty() {
+    let context = crate::text(input.take((flags >> 4) as usize));
+    let selectors: Vec<Selector> = texts
+        .iter()
+        .filter_map(|t| Selector::parse(t).ok())
+        .collect();
+    if selectors.len() != texts.len() {
         return None;
     }
-    let rules = FieldRules {
-        action: FieldAction::Encrypt,
-        selectors,
-        rules: vec![FieldRule {
-            mode,
-            context,
-            blind_index,
-        }],
-    };
-    Some((rules, parsed_all))
+    let doc = serde_json::json!({
+        "version": 1,
+        "keys": {"inline": "k1=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
+                 "allow_inline_keys_for_testing_only": true},
+        "routes": [{"name": "r", "encrypt": [{
+            "direction": "request",
+            "selectors": texts,
+            "mode": if deterministic { "deterministic" } else { "random" },
+            "blind_index": blind_index,
+            "context": context,
+        }]}]
+    });
+    let policy = Policy::from_json(doc.to_string().as_bytes()).ok()?;
+    let rules = policy.routes.first()?.fields(Direction::Request)?.clone();
+    Some((rules, selectors))
 }
 
 pub fn check(data: &[u8]) {
@@ -113,37 +124,56 @@ pub fn check(data: &[u8]) {
     }
 
     let encrypted = protect::rewrite(&rules, keyring, body);
-    let encrypted = match (encrypted, &serde) {
-        (Ok(out), _) => out,
-        // Refused, and serde_json agrees the body is not JSON.
-        (Err(BodyFailure::Malformed), Err(_)) => return,
-        (Err(BodyFailure::Malformed), Ok(_)) => {
-            panic!("malformed_json for a body serde_json reads")
-        }
-        (Err(f), _) => panic!("encrypting refused with {f:?} ({})", f.code()),
-    };
-    assert!(
-        scanner.is_ok(),
-        "the rewrite accepted a body validate() refuses"
-    );
     let Ok(original) = serde else {
-        // Not comparable with serde_json (a number out of f64's range):
-        // the scanner's own guarantees still hold.
-        if let Some(out) = &encrypted {
-            json::validate(out).expect("encrypted body is JSON");
+        // Not JSON for serde_json: refused as malformed, or (a number
+        // beyond f64) accepted by the scanner and still JSON after.
+        match encrypted {
+            Err(BodyFailure::Malformed) => assert!(scanner.is_err(), "malformed_json for JSON"),
+            Err(BodyFailure::AmbiguousMember) => {}
+            Ok(out) => {
+                assert!(
+                    scanner.is_ok(),
+                    "the rewrite accepted what validate() refuses"
+                );
+                if let Some(out) = out {
+                    json::validate(&out).expect("an encrypted body is JSON");
+                }
+            }
+            Err(f) => panic!("encrypting refused with {f:?} ({})", f.code()),
         }
         return;
     };
-    let selected = count_selected(&original, &selectors);
+    // serde_json keeps the last of duplicate members; the scanner sees all
+    // of them, so the tree cannot say whether an earlier one was ambiguous.
+    let duplicates = has_duplicate_members(body);
+    let ambiguous = ambiguous_member(&original, &selectors);
+    let encrypted = match encrypted {
+        Ok(out) => {
+            assert!(
+                !ambiguous || duplicates,
+                "a member that case-folds to a selected name passed"
+            );
+            out
+        }
+        Err(BodyFailure::AmbiguousMember) => {
+            assert!(
+                ambiguous || duplicates,
+                "ambiguous_member without a case-folded name"
+            );
+            return;
+        }
+        Err(f) => panic!("encrypting a JSON body refused with {f:?} ({})", f.code()),
+    };
     let Some(out) = encrypted else {
         assert_eq!(
-            selected, 0,
+            count_selected(&original, &selectors),
+            0,
             "nothing encrypted but serde_json's tree has selected values"
         );
         return;
     };
     let rewritten: Value =
-        serde_json::from_slice(&out).expect("encrypted body parses with serde_json");
+        serde_json::from_slice(&out).expect("an encrypted body parses with serde_json");
     selected_positions_hold(&original, &rewritten, &selectors, &mut Vec::new(), |v| {
         v.as_str().is_some_and(|s| s.starts_with("dpg1.k1."))
     });
@@ -154,21 +184,15 @@ pub fn check(data: &[u8]) {
         Ok(None) => panic!("decrypting found no field to open"),
         Err(f) => panic!("decrypting our own output refused: {f:?}"),
     };
-    let deterministic = rules.rules.iter().any(|r| r.mode == Mode::Deterministic);
-    if deterministic {
-        let back: Value = serde_json::from_slice(&back).expect("decrypted body parses");
-        assert_eq!(
-            back, original,
-            "decrypting does not give the original value back"
-        );
+    if rules.rules.iter().any(|r| r.mode == Mode::Deterministic) {
+        let back: Value = serde_json::from_slice(&back).expect("a decrypted body parses");
+        assert_eq!(back, original, "decrypting does not give the value back");
     } else {
-        assert!(
-            back == body,
-            "decrypting does not give the original bytes back"
-        );
+        assert!(back == body, "decrypting does not give the bytes back");
     }
 }
 
+/// One step of a path in serde_json's tree.
 #[derive(Clone, Debug)]
 pub enum Seg {
     Key(String),
@@ -195,6 +219,73 @@ fn matches(steps: &[Step], path: &[Seg]) -> bool {
 
 fn is_selected(selectors: &[Selector], path: &[Seg]) -> bool {
     selectors.iter().any(|s| matches(s.steps(), path))
+}
+
+/// Steps of `steps` still to match after `path` (a prefix match), for the
+/// names a live selector would follow next.
+fn live_steps<'s>(steps: &'s [Step], path: &[Seg], out: &mut Vec<&'s [Step]>) {
+    let Some((first, tail)) = path.split_first() else {
+        if !steps.is_empty() {
+            out.push(steps);
+        }
+        return;
+    };
+    let Some((step, rest)) = steps.split_first() else {
+        return;
+    };
+    match step {
+        Step::Child(n) if matches!(first, Seg::Key(k) if k == n) => live_steps(rest, tail, out),
+        Step::Index(i) if matches!(first, Seg::Index(k) if k == i) => live_steps(rest, tail, out),
+        Step::AnyChild => live_steps(rest, tail, out),
+        Step::Descendant(n) => {
+            live_steps(steps, tail, out);
+            if matches!(first, Seg::Key(k) if k == n) {
+                live_steps(rest, tail, out);
+            }
+        }
+        Step::AnyDescendant => {
+            live_steps(steps, tail, out);
+            live_steps(rest, tail, out);
+        }
+        _ => {}
+    }
+}
+
+/// Some member, at a position the scan walks (not inside a selected
+/// value), has a name that equals a name a live selector follows there
+/// under case folding without being equal to it.
+pub fn ambiguous_member(v: &Value, selectors: &[Selector]) -> bool {
+    fn walk(v: &Value, path: &mut Vec<Seg>, selectors: &[Selector]) -> bool {
+        let mut live = Vec::new();
+        for s in selectors {
+            live_steps(s.steps(), path, &mut live);
+        }
+        if live.is_empty() {
+            return false;
+        }
+        if let Value::Object(m) = v {
+            for k in m.keys() {
+                let folded = fold(k);
+                let clash = live.iter().any(|steps| match steps.first() {
+                    Some(Step::Child(n) | Step::Descendant(n)) => n != k && fold(n) == folded,
+                    _ => false,
+                });
+                if clash {
+                    return true;
+                }
+            }
+        }
+        for (seg, child) in children(v) {
+            path.push(seg);
+            let hit = !is_selected(selectors, path) && walk(child, path, selectors);
+            path.pop();
+            if hit {
+                return true;
+            }
+        }
+        false
+    }
+    walk(v, &mut Vec::new(), selectors)
 }
 
 fn children(v: &Value) -> Vec<(Seg, &Value)> {
@@ -263,4 +354,60 @@ pub fn selected_positions_hold(
         }
         path.pop();
     }
+}
+
+/// Some object has two members of one name (serde_json keeps the last,
+/// the scanner sees both).
+pub fn has_duplicate_members(body: &[u8]) -> bool {
+    use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    struct Dup(bool);
+
+    impl<'de> Deserialize<'de> for Dup {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Dup, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Dup;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("JSON")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Dup, A::Error> {
+                    let mut seen = std::collections::HashSet::new();
+                    let mut dup = false;
+                    while let Some(k) = m.next_key::<String>()? {
+                        dup |= !seen.insert(k);
+                        dup |= m.next_value::<Dup>()?.0;
+                    }
+                    Ok(Dup(dup))
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Dup, A::Error> {
+                    let mut dup = false;
+                    while let Some(d) = s.next_element::<Dup>()? {
+                        dup |= d.0;
+                    }
+                    Ok(Dup(dup))
+                }
+                fn visit_bool<E>(self, _: bool) -> Result<Dup, E> {
+                    Ok(Dup(false))
+                }
+                fn visit_i64<E>(self, _: i64) -> Result<Dup, E> {
+                    Ok(Dup(false))
+                }
+                fn visit_u64<E>(self, _: u64) -> Result<Dup, E> {
+                    Ok(Dup(false))
+                }
+                fn visit_f64<E>(self, _: f64) -> Result<Dup, E> {
+                    Ok(Dup(false))
+                }
+                fn visit_str<E>(self, _: &str) -> Result<Dup, E> {
+                    Ok(Dup(false))
+                }
+                fn visit_unit<E>(self) -> Result<Dup, E> {
+                    Ok(Dup(false))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+    serde_json::from_slice::<Dup>(body).is_ok_and(|d| d.0)
 }

@@ -171,6 +171,16 @@ def body_seeds() -> None:
                     write("body", bytes([flags, more]) + chunks + body)
 
 
+PATHS = [
+    "/orders/v0/orders/1", "/ORDERS/v0/orders/1", "/%6frders/1", "/%6Frders/1", "/orders%2f1", "/orders%2F1",
+    "//orders/1", "/public//../orders/1", "/public/../orders/1", "/x/%2e%2e/orders/1", "/orders;x=1/1",
+    "/orders./1", "/orders/%252e%252e/x", "/orders\\1", "/orders%5c1", "/items/123", "/items/12a",
+    "/buyer/info?x=1", "/buyer/info/", "/buyer//info", "/mws/x", "*", "http://x/orders/", "/orders/%20",
+    "/orders/caf%C3%A9", "/orders/\u017f", "/orders/1#frag", "/orders/1?BuyerEmail=a%40b.c", "/.", "/..", "/a/b/..",
+    "/orders/%", "/orders/%zz", "/orders/%2", "/%2E%2E/orders/1", "/orders/1/.", "/orders/1/..",
+]
+
+
 def main() -> None:
     for doc in policies():
         write("policy", doc)
@@ -179,6 +189,9 @@ def main() -> None:
     scrub_seeds()
     chain_seeds()
     body_seeds()
+    for p in PATHS:
+        for mode in (0, 1):
+            write("path", bytes([mode]) + p.encode())
     for d in sorted(OUT.iterdir()):
         print(f"{d.name}: {len(list(d.iterdir()))} seeds")
 

@@ -15,6 +15,7 @@ pub mod body;
 pub mod chain;
 pub mod envelope;
 pub mod fixtures;
+pub mod path;
 pub mod policy;
 pub mod scrub;
 pub mod splice;
@@ -31,6 +32,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("scrub", scrub::check),
     ("chain", chain::check),
     ("body", body::check),
+    ("path", path::check),
 ];
 
 /// Reads a structured input from the front of the fuzzer's bytes. Reads

@@ -39,12 +39,13 @@ pub const TARGETS: &[(&str, Check)] = &[
 /// past the end give zeros and empty slices, so every byte string is a
 /// valid input (the fuzzer never wastes runs on a refused framing).
 pub struct Input<'a> {
+    origin: &'a [u8],
     data: &'a [u8],
 }
 
 impl<'a> Input<'a> {
     pub fn new(data: &'a [u8]) -> Self {
-        Input { data }
+        Input { origin: data, data }
     }
 
     pub fn byte(&mut self) -> u8 {
@@ -76,6 +77,19 @@ impl<'a> Input<'a> {
 
     pub fn rest(self) -> &'a [u8] {
         self.data
+    }
+
+    /// Bytes not read yet.
+    pub fn rest_len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// What was read since [`Input::rest_len`] returned `before`.
+    pub fn consumed_since(&self, before: usize) -> &'a [u8] {
+        // `data` is always a suffix of `origin`.
+        let end = self.origin.len() - self.data.len();
+        let start = self.origin.len().saturating_sub(before).min(end);
+        &self.origin[start..end]
     }
 }
 

@@ -67,6 +67,7 @@ pub const CATALOGUE: &[&str] = &[
 /// rule of a policy route. Returns the rules and, for the reference
 /// matcher, the selectors. `None` when nothing usable was read.
 pub fn rules_from(input: &mut Input<'_>) -> Option<(FieldRules, Vec<Selector>)> {
+    let before = input.rest_len();
     let flags = input.byte();
     let count = (flags & 0b11) + 1;
     let deterministic = flags & 0b100 != 0;
@@ -80,6 +81,32 @@ pub fn rules_from(input: &mut Input<'_>) -> Option<(FieldRules, Vec<Selector>)> 
         }
     }
     let context = crate::text(input.take((flags >> 4) as usize));
+    let header = input.consumed_since(before);
+    // The fuzzer mostly mutates the body: compile each header once.
+    thread_local! {
+        static COMPILED: std::cell::RefCell<std::collections::HashMap<Vec<u8>, Option<(FieldRules, Vec<Selector>)>>> =
+            Default::default();
+    }
+    if let Some(hit) = COMPILED.with(|c| c.borrow().get(header).cloned()) {
+        return hit;
+    }
+    let compiled = compile(&texts, deterministic, blind_index, &context);
+    COMPILED.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() > 4096 {
+            c.clear();
+        }
+        c.insert(header.to_vec(), compiled.clone());
+    });
+    compiled
+}
+
+fn compile(
+    texts: &[String],
+    deterministic: bool,
+    blind_index: bool,
+    context: &str,
+) -> Option<(FieldRules, Vec<Selector>)> {
     let selectors: Vec<Selector> = texts
         .iter()
         .filter_map(|t| Selector::parse(t).ok())

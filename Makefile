@@ -9,6 +9,7 @@ PY := $(VENV)/bin/python
 ENVOY := $(VENV)/bin/envoy
 CARGO ?= cargo
 
+.PHONY: fuzz fuzz-setup fuzz-cmin fuzz-seed soak
 .PHONY: build cli harness test-bins scenarios toolchain venv envoy test test-unit test-e2e demo demo-encryption run fmt lint clean oci oci-pin check-pin oci-push test-deploy
 
 ## build: the filter at target/wasm32-wasip1/release/dpp_guard.wasm
@@ -191,3 +192,28 @@ test-web: npm web-deps chromium build test-bins venv
 	rm -rf web/node_modules/dpp-guard && mkdir -p web/node_modules/dpp-guard
 	tar -xzf $(NPM_OUT)/dpp-guard-*.tgz -C web/node_modules/dpp-guard --strip-components=1
 	cd web && node --test --test-concurrency=1 tests/
+
+## fuzz: every fuzz target (fuzz/README.md) for FUZZ_SECONDS each, one after the
+## other under nice; nightly + cargo-fuzz, installed when missing -> target/fuzz/
+## (`make test` replays the committed corpora on stable, no nightly needed)
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+fuzz-setup:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+fuzz: fuzz-setup
+	fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+## fuzz-seed / fuzz-cmin: seeds from the test data (fuzz/seeds.py), and the
+## committed corpora re-minimised with what fuzzing kept (commit fuzz/corpus/)
+fuzz-seed: cli venv
+	rm -rf fuzz/seeds && $(PY) fuzz/seeds.py fuzz/seeds
+fuzz-cmin: fuzz-setup
+	fuzz/cmin.sh $(FUZZ_TARGETS)
+
+## soak: SOAK_SECONDS (default 1800) of mixed protected and unprotected traffic
+## through two Envoys with field encryption at 80 % of the measured capacity;
+## errors, p99 and memory over time -> target/soak/ (soak.png, summary.md)
+SOAK_SECONDS ?= 1800
+soak: build cli bench-setup
+	$(PY) tests/soak/soak.py --seconds $(SOAK_SECONDS)

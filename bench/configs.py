@@ -125,6 +125,13 @@ DECRYPT_POLICY = {
     "transport": PROTECTED_TRANSPORT,
 }
 
+# The same with `granularity: object` (docs/envelope.md): each PII object of
+# the preset (BuyerInfo, ShippingAddress) sealed as one envelope.
+ENCRYPT_OBJECTS_POLICY = json.loads(json.dumps(ENCRYPT_POLICY))
+ENCRYPT_OBJECTS_POLICY["routes"][0]["encrypt"][0]["granularity"] = "object"
+DECRYPT_OBJECTS_POLICY = json.loads(json.dumps(DECRYPT_POLICY))
+DECRYPT_OBJECTS_POLICY["routes"][0]["decrypt"][0]["granularity"] = "object"
+
 # A policy that protects /orders/ but not the path the request goes to.
 UNPROTECTED_POLICY = {
     "version": 1,
@@ -244,6 +251,11 @@ def _encrypted_order(ctx):
     return ctx.through("f", ORDERS_PATH, ctx.order_body)
 
 
+def _encrypted_objects(ctx):
+    """The order as (f2) sends it upstream: one envelope per PII object."""
+    return ctx.through("f2", ORDERS_PATH, ctx.order_body)
+
+
 CONFIGS = [
     Config("a", "Envoy, no Wasm filter", check=same_bytes),
     Config("b", "null proxy-wasm filter", filters=_null, check=same_bytes),
@@ -255,6 +267,10 @@ CONFIGS = [
     Config("f", "dpp-guard, encrypt all preset PII fields", filters=_dpp(ENCRYPT_POLICY), check=pii_encrypted),
     Config("g", "dpp-guard, decrypt path", filters=_dpp(DECRYPT_POLICY), body=_encrypted_order,
            check=pii_decrypted),
+    Config("f2", "dpp-guard, encrypt preset PII objects (granularity object)",
+           filters=_dpp(ENCRYPT_OBJECTS_POLICY), check=pii_encrypted),
+    Config("g2", "dpp-guard, decrypt path, granularity object", filters=_dpp(DECRYPT_OBJECTS_POLICY),
+           body=_encrypted_objects, check=pii_decrypted),
     Config("h", "dpp-guard upstream TLS guard, pooled TLS connections", tls_upstream=True,
            upstream_filters=_upstream_guard, check=guard_refuses_plaintext,
            expected_events=("upstream_plaintext_refused",)),
@@ -274,7 +290,7 @@ def selected(keys):
     if unknown:
         raise SystemExit(f"unknown configuration(s): {', '.join(sorted(unknown))}")
     # A configuration whose body comes from another needs that one running too.
-    needs = {"g": {"f"}}
+    needs = {"g": {"f"}, "g2": {"f2"}}
     for k in list(wanted):
         wanted |= needs.get(k, set())
     return [c for c in CONFIGS if c.key in wanted or c.key in BASELINES]

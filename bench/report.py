@@ -141,6 +141,12 @@ TARGETS = [
     ("e", "b", 0.97, "unprotected route ≥ 0.97 × null filter (b)"),
     ("f", "d", 2.5, "protected 4 KiB order, all preset fields encrypted ≥ 2.5 × naive (d)"),
     ("f", "c", 1.2, "protected 4 KiB order ≥ 1.2 × parse-and-serialize floor (c)"),
+    # issue 18: protected traffic faster than the naive filter
+    ("f", "d", 1.2, "issue 18: encrypt (f) ≥ 1.2 × naive (d)"),
+    ("g", "d", 1.2, "issue 18: decrypt (g) ≥ 1.2 × naive (d)"),
+    ("f", "d", 2.0, "issue 18 goal: encrypt (f) ≥ 2 × naive (d)"),
+    ("f2", "d", 1.2, "issue 18: encrypt, granularity object (f2) ≥ 1.2 × naive (d)"),
+    ("g2", "d", 1.2, "issue 18: decrypt, granularity object (g2) ≥ 1.2 × naive (d)"),
 ]
 
 

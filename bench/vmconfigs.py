@@ -145,6 +145,8 @@ STAGES = [
     Stage(4, "encrypt", "whole encrypt rewrite (protect::rewrite)"),
     Stage(5, "open", "decrypt: open the envelopes only"),
     Stage(6, "decrypt", "whole decrypt rewrite (protect::rewrite)"),
+    Stage(13, "encrypt-obj", "whole encrypt rewrite, granularity object (one envelope per PII object)"),
+    Stage(14, "decrypt-obj", "whole decrypt rewrite, granularity object"),
     Stage(7, "naive", "naive (d): serde_json + new cipher per field"),
     # Per request, whatever the body (the same figure in every column).
     Stage(11, "scrub", "scrub: PII path, user-agent, client address (per request)"),

@@ -236,9 +236,15 @@ REQUEST_FAILURES = [
 ]
 
 
+def acknowledge(req: ReceivedRequest) -> ScriptedResponse:
+    """A service that answers without PII (echoing the request's envelopes
+    back would be a request envelope in a response: refused by design)."""
+    return ScriptedResponse(headers=dict(JSON), body=b'{"received":true}')
+
+
 def test_request_failures_fail_closed(guard_stack, pki):
     stack = guard_stack(policy=POLICY_A, ecds=HOP_A, bootstrap=BOOTSTRAP, env={"DPP_GUARD_KEYS": keygen("k1")},
-                        responder=service)
+                        responder=acknowledge)
     for name, body, headers, status, kind in REQUEST_FAILURES:
         r = stack.request("POST", "/orders/v0/orders/1/buyerInfo", body=body, headers=headers)
         assert r.status == status, (name, r.status, r.body)
@@ -252,7 +258,7 @@ def test_request_failures_fail_closed(guard_stack, pki):
     # A good request on the same stack goes through, encrypted.
     r = stack.request("POST", "/orders/v0/orders/1/buyerInfo", body=BUYER,
                       headers={**JSON, "accept-encoding": "gzip, br"})
-    assert r.status == 200 and r.json() == json.loads(BUYER)
+    assert r.status == 200 and r.json() == {"received": True}
     (seen,) = stack.service.requests
     assert upstream_requests(stack) == 1, "the stat counts what reached the service"
     assert b"jq7f2k9x@" not in seen.body
@@ -394,3 +400,101 @@ def _records_when_flushed(stack, n: int, seconds: float = 15.0) -> list[dict]:
         if len(records) >= n or time.monotonic() > deadline:
             return records
         time.sleep(0.05)
+
+
+# --- the relay as the adversary (issue 12): names, direction, records -------
+
+CASE_FOLDED = [
+    # Go's encoding/json and ASP.NET bind each of these to the PII field.
+    ("lower-camel", {"payload": {"AmazonOrderId": "1", "buyerEmail": "jq7f2k9x@example.com"}}),
+    ("upper", {"PAYLOAD": {"AmazonOrderId": "1", "BuyerEmail": "jq7f2k9x@example.com"}}),
+    ("long-s", {"payload": {"AmazonOrderId": "1", "\u017fhippingAddress": {"City": "Seattle-jq7f2k9x"}}}),
+    ("kelvin", {"order": {"orderId": "1", "orderItems": [
+        {"fulfillment": {"pac\u212aing": {"giftOption": {"giftMessage": "Love, jq7f2k9x"}}}}]}}),
+    ("beside-the-real-one", {"payload": {"AmazonOrderId": "1", "buyeremail": "jq7f2k9x@example.com",
+                                         "BuyerEmail": "other@example.com"}}),
+]
+
+
+def test_case_folded_member_names_are_refused_at_hop_a(two_hop):
+    hop = two_hop(keys_a=keygen("k1"), service=service)
+    for name, doc in CASE_FOLDED:
+        r = hop.request("POST", "/orders/v0/orders/1/buyerInfo", body=json.dumps(doc), headers=JSON)
+        assert r.status == 400, (name, r.status, r.body)
+        assert r.json()["error"] == "ambiguous_member", name
+    assert hop.relay.requests == [], "nothing reached the relay"
+    assert b"jq7f2k9x" not in hop.relay_record()
+    refused = events(hop.a.envoy, "ambiguous_member")
+    assert len(refused) == len(CASE_FOLDED)
+    assert all(e["severity"] == "high" and e["detail"] == "request" for e in refused)
+    # The exact spelling still goes through, sealed.
+    path, doc = OPERATIONS["getOrderBuyerInfo"]
+    r = hop.request("POST", path, body=json.dumps(doc), headers=JSON)
+    assert r.status == 200 and r.json() == doc
+
+
+def test_request_envelope_swapped_into_a_response_is_refused_at_hop_a(two_hop):
+    """The relay keeps the envelope A sealed for a request and hands it back in
+    the response to a later GET of the same order: same field, context and
+    order id, other direction."""
+    captured: dict[str, str] = {}
+
+    def relay(direction: str, path: str, body: bytes) -> bytes:
+        doc = json.loads(body)
+        if direction == "request":
+            captured["email"] = doc["payload"]["BuyerEmail"]
+        elif "email" in captured:
+            assert doc["payload"]["BuyerEmail"] != captured["email"]
+            doc["payload"]["BuyerEmail"] = captured["email"]
+            return json.dumps(doc).encode()
+        return body
+
+    hop = two_hop(keys_a=keygen("k1"), service=service, tamper=relay)
+    path, doc = OPERATIONS["getOrderBuyerInfo"]
+    r = hop.request("POST", path, body=json.dumps(doc), headers=JSON)
+    assert r.status == 502, "the echoed response already carries the request's envelope"
+    assert captured["email"].startswith("dpg1.k1.")
+    r = hop.request("GET", path)
+    assert r.status == 502, r.body
+    assert r.json()["error"] == "envelope_rejected"
+    assert b"jq7f2k9x" not in r.body
+    rejected = events(hop.a.envoy, "envelope_rejected")
+    assert rejected and rejected[-1]["detail"] == "response: envelope_authentication_failed"
+
+
+TWO_ORDERS = {"payload": {"Orders": [
+    {"AmazonOrderId": "902-0000001-0000001", "BuyerInfo": {"BuyerEmail": "first-buyer@example.com"}},
+    {"AmazonOrderId": "902-0000002-0000002", "BuyerInfo": {"BuyerEmail": "second-buyer@example.com"}},
+]}}
+
+
+def test_envelope_moved_to_another_order_is_refused(two_hop):
+    """getOrders: the relay swaps the buyers' e-mail envelopes between the two
+    orders (same path, same context); the shipped policy binds each to its
+    order's AmazonOrderId, so A refuses the response."""
+    swap = {"on": True}
+
+    def relay(direction: str, path: str, body: bytes) -> bytes:
+        if direction != "response" or not swap["on"]:
+            return body
+        doc = json.loads(body)
+        orders = doc["payload"]["Orders"]
+        a, b = (o["BuyerInfo"]["BuyerEmail"] for o in orders)
+        assert a.startswith("dpg1.k1.") and b.startswith("dpg1.k1.")
+        orders[0]["BuyerInfo"]["BuyerEmail"], orders[1]["BuyerInfo"]["BuyerEmail"] = b, a
+        return json.dumps(doc).encode()
+
+    def orders_service(req: ReceivedRequest) -> ScriptedResponse:
+        return ScriptedResponse(headers=dict(JSON), body=json.dumps(TWO_ORDERS).encode())
+
+    hop = two_hop(keys_a=keygen("k1"), service=orders_service, tamper=relay)
+    r = hop.request("GET", "/orders/v0/orders")
+    assert r.status == 502, r.body
+    assert r.json()["error"] == "envelope_rejected"
+    assert b"buyer@example.com" not in r.body
+    (event,) = events(hop.a.envoy, "envelope_rejected")
+    assert event["detail"] == "response: envelope_authentication_failed"
+    # Untouched, the same response opens: the binding is per element.
+    swap["on"] = False
+    r = hop.request("GET", "/orders/v0/orders")
+    assert r.status == 200 and r.json() == TWO_ORDERS

@@ -10,10 +10,12 @@
 //! | not JSON (`non_json: reject`)   | 415     | 502      |
 //! | Content-Encoding not identity   | 415     | 502      |
 //! | malformed JSON                  | 400     | 502      |
+//! | case-folded selected name       | 400     | 502      |
+//! | record lacks a context field    | 400     | 502      |
 //! | envelope refused (decrypt)      | 502     | 502      |
 //! | sealing failed (encrypt)        | 500     | 502      |
 
-use crate::crypto::envelope::{self, Scratch, SealOptions};
+use crate::crypto::envelope::{self, Field, FieldDigest, Scratch, SealOptions};
 use crate::crypto::{EnvelopeError, Keyring};
 use crate::decision::LocalReply;
 use crate::events::{EventKind, SecurityEvent};
@@ -27,6 +29,11 @@ pub enum BodyFailure {
     NotJson,
     ContentEncoding,
     Malformed,
+    /// A member name equals a selected name under case folding without
+    /// being equal to it (or a context field appears twice).
+    AmbiguousMember,
+    /// A value was selected in a record that lacks a context field.
+    MissingContextField,
     Envelope(EnvelopeError),
     Seal,
 }
@@ -38,6 +45,8 @@ impl BodyFailure {
             BodyFailure::NotJson => "unsupported_content_type",
             BodyFailure::ContentEncoding => "unsupported_content_encoding",
             BodyFailure::Malformed => "malformed_json",
+            BodyFailure::AmbiguousMember => "ambiguous_member",
+            BodyFailure::MissingContextField => "missing_context_field",
             BodyFailure::Envelope(_) => "envelope_rejected",
             BodyFailure::Seal => "encryption_failed",
         }
@@ -49,7 +58,12 @@ impl BodyFailure {
             (Direction::Response, _) => 502,
             (Direction::Request, BodyFailure::TooLarge) => 413,
             (Direction::Request, BodyFailure::NotJson | BodyFailure::ContentEncoding) => 415,
-            (Direction::Request, BodyFailure::Malformed) => 400,
+            (
+                Direction::Request,
+                BodyFailure::Malformed
+                | BodyFailure::AmbiguousMember
+                | BodyFailure::MissingContextField,
+            ) => 400,
             // The contract: an envelope that does not open is a
             // bad gateway whichever way it travels.
             (Direction::Request, BodyFailure::Envelope(_)) => 502,
@@ -63,6 +77,8 @@ impl BodyFailure {
             BodyFailure::NotJson => EventKind::UnsupportedContentType,
             BodyFailure::ContentEncoding => EventKind::UnsupportedContentEncoding,
             BodyFailure::Malformed => EventKind::MalformedBody,
+            BodyFailure::AmbiguousMember => EventKind::AmbiguousMember,
+            BodyFailure::MissingContextField => EventKind::ContextFieldMissing,
             BodyFailure::Envelope(_) => EventKind::EnvelopeRejected,
             BodyFailure::Seal => EventKind::EncryptionFailed,
         }
@@ -76,6 +92,12 @@ impl BodyFailure {
                 "compressed bodies cannot be inspected on this route"
             }
             (BodyFailure::Malformed, _) => "the body is not valid JSON",
+            (BodyFailure::AmbiguousMember, _) => {
+                "a member name differs from a protected field's name only by case"
+            }
+            (BodyFailure::MissingContextField, _) => {
+                "a protected field's record lacks a field its envelope is bound to"
+            }
             (BodyFailure::Envelope(_), _) => "a protected field could not be decrypted",
             (BodyFailure::Seal, _) => "a protected field could not be encrypted",
         }
@@ -174,23 +196,34 @@ pub fn rewrite_counted(
 ) -> Result<(Option<Vec<u8>>, u32), BodyFailure> {
     let mut fields = 0u32;
     let mut scratch = Scratch::default();
+    let mut digests = DigestMemo::default();
+    let flow = rules.direction.flow();
     let result = match rules.action {
         FieldAction::Encrypt => {
             let key = keyring.primary();
-            json::splice(body, &rules.selectors, |sel, out| {
+            json::splice(body, &rules.automaton, |sel, out| {
                 let Some(rule) = rules.rules.get(sel.rule) else {
                     return Err(EnvelopeError::Seal);
                 };
+                let digest = match rules.digest(sel.state) {
+                    Some(d) => *d,
+                    None => digests.get(flow, sel.rule, sel.path, &rule.context),
+                };
+                let field = Field {
+                    path: sel.path,
+                    context: &rule.context,
+                    digest: &digest,
+                    bound: sel.bound,
+                };
                 let opts = SealOptions {
                     mode: rule.mode,
-                    context: &rule.context,
                     blind_index: rule.blind_index,
                 };
                 fields = fields.saturating_add(1);
-                envelope::seal_into(key, sel.path, sel.raw, opts, &mut scratch, out)
+                envelope::seal_into(key, &field, sel.raw, opts, &mut scratch, out)
             })
         }
-        FieldAction::Decrypt => json::splice(body, &rules.selectors, |sel, out| {
+        FieldAction::Decrypt => json::splice(body, &rules.automaton, |sel, out| {
             let Some(rule) = rules.rules.get(sel.rule) else {
                 return Err(EnvelopeError::NotEnvelope);
             };
@@ -201,15 +234,62 @@ pub fn rewrite_counted(
                 [b'"', inner @ .., b'"'] if !inner.contains(&b'\\') => inner,
                 _ => return Err(EnvelopeError::NotEnvelope),
             };
+            let digest = match rules.digest(sel.state) {
+                Some(d) => *d,
+                None => digests.get(flow, sel.rule, sel.path, &rule.context),
+            };
+            let field = Field {
+                path: sel.path,
+                context: &rule.context,
+                digest: &digest,
+                bound: sel.bound,
+            };
             fields = fields.saturating_add(1);
-            envelope::open_into(keyring, sel.path, text, &rule.context, &mut scratch, out)
+            envelope::open_into(keyring, &field, text, &mut scratch, out)
         }),
     };
     result.map(|body| (body, fields)).map_err(|e| match e {
         SpliceError::Json(_) => BodyFailure::Malformed,
+        SpliceError::AmbiguousMember { .. } => BodyFailure::AmbiguousMember,
+        SpliceError::MissingContextField { .. } => BodyFailure::MissingContextField,
         SpliceError::Value(EnvelopeError::Seal) => BodyFailure::Seal,
         SpliceError::Value(e) => BodyFailure::Envelope(e),
     })
+}
+
+/// `D` of values whose path depends on the body (member wildcards,
+/// descendants), remembered for the rest of the body: the same path
+/// repeats in every element of an array.
+#[derive(Default)]
+struct DigestMemo {
+    entries: Vec<(usize, String, FieldDigest)>,
+}
+
+impl DigestMemo {
+    /// Enough for the repeated wildcard paths of one body; past it the
+    /// digest is computed each time (still correct, only slower).
+    const CAPACITY: usize = 64;
+
+    fn get(
+        &mut self,
+        flow: crate::crypto::Flow,
+        rule: usize,
+        path: &str,
+        context: &[u8],
+    ) -> FieldDigest {
+        if let Some((_, _, d)) = self
+            .entries
+            .iter()
+            .find(|(r, p, _)| *r == rule && p == path)
+        {
+            return *d;
+        }
+        let d = FieldDigest::new(flow, path, context);
+        if self.entries.len() < Self::CAPACITY {
+            self.entries.push((rule, path.to_string(), d));
+        }
+        d
+    }
 }
 
 #[cfg(test)]

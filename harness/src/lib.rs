@@ -13,6 +13,10 @@
 pub struct ReadmeDoctests;
 
 mod abi;
+mod config;
+mod headers;
+#[macro_use]
+mod hostcalls;
 mod imports;
 mod node;
 mod properties;
@@ -21,7 +25,10 @@ mod state;
 mod vm;
 
 pub use abi::{Action, LogLevel, MetricKind};
+pub use config::{HttpCallScript, VmConfig};
+pub use headers::Headers;
+pub use hostcalls::{Fault, ALLOCATE};
 pub use node::{Metric, Node};
 pub use properties::{Properties, Value};
-pub use state::{Forwarded, Headers, HttpCall, LocalReply, LogEntry};
-pub use vm::{Error, HttpCallScript, Plugin, StreamId, StreamView, Vm, VmConfig};
+pub use state::{Forwarded, HttpCall, LocalReply, LogEntry};
+pub use vm::{Error, Plugin, StreamId, StreamView, Vm};

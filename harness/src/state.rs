@@ -5,12 +5,10 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use crate::abi::LogLevel;
+use crate::config::{HttpCallScript, VmConfig};
+use crate::headers::{header_value, Headers};
 use crate::node::Node;
 use crate::properties::Properties;
-use crate::vm::{HttpCallScript, VmConfig};
-
-/// Header maps keep order and allow repeated names, like Envoy's.
-pub type Headers = Vec<(String, String)>;
 
 /// One captured log line.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,13 +37,6 @@ impl Forwarded {
     pub fn body_str(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
-}
-
-pub fn header_value<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
 }
 
 /// A response the filter generated itself (proxy_send_local_response).
@@ -125,6 +116,29 @@ pub(crate) struct CallResponse {
     pub trailers: Headers,
 }
 
+impl CallResponse {
+    /// What a scripted upstream answers; None when the call fails or the test answers it.
+    pub fn from_script(script: &HttpCallScript) -> Option<CallResponse> {
+        match script {
+            HttpCallScript::Respond {
+                status,
+                headers,
+                body,
+                trailers,
+            } => {
+                let mut h = vec![(":status".to_string(), status.to_string())];
+                h.extend(headers.iter().cloned());
+                Some(CallResponse {
+                    headers: h,
+                    body: body.clone(),
+                    trailers: trailers.clone(),
+                })
+            }
+            HttpCallScript::Fail | HttpCallScript::Manual => None,
+        }
+    }
+}
+
 pub(crate) struct HostState {
     pub config: Arc<VmConfig>,
     pub node: Node,
@@ -150,6 +164,7 @@ pub(crate) struct HostState {
     pub next_token: u32,
     pub call_response: Option<CallResponse>,
     pub status: (u32, String),
+    pub host_calls: crate::hostcalls::HostCalls,
 }
 
 impl HostState {
@@ -180,6 +195,7 @@ impl HostState {
             next_token: 0,
             call_response: None,
             status: (0, String::new()),
+            host_calls: Default::default(),
         }
     }
 

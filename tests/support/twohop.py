@@ -64,15 +64,23 @@ class RelayExchange:
                            self.request.body, f"{self.status}\n{rhead}".encode(), self.response_body])
 
 
+# The relay as an adversary: (direction, path, body) -> the body it passes on.
+Tamper = Callable[[str, str, bytes], bytes]
+
+
 class TwoHop:
     """Starts service + Envoy B, then relay + Envoy A. `keys_a`/`keys_b` are
-    the keyring texts of each Envoy (normally equal)."""
+    the keyring texts of each Envoy (normally equal). `tamper`, when given,
+    lets the relay rewrite each request body before B and each response body
+    before A (the untrusted hop as the adversary)."""
 
     def __init__(self, pki: TestPki, workdir: Path, keys_a: str, keys_b: Optional[str] = None,
                  service: Optional[Responder] = None,
                  policy_a: Optional[Mapping[str, Any]] = None, policy_b: Optional[Mapping[str, Any]] = None,
-                 bootstrap_b: Path = BOOTSTRAP, relay_path: Optional[Callable[[str], str]] = None):
+                 bootstrap_b: Path = BOOTSTRAP, relay_path: Optional[Callable[[str], str]] = None,
+                 tamper: Optional[Tamper] = None):
         self.pki = pki
+        self.tamper = tamper
         # Both filters of each Envoy (dpp_guard and the upstream TLS guard)
         # read the same policy: the hop's shipped one unless overridden.
         policy_a = policy_a or json.loads((ENVOY_DIR / "policies" / "hop-a-encrypt.json").read_text())
@@ -103,13 +111,19 @@ class TwoHop:
         exchange = RelayExchange(ReceivedRequest(req.method, path, req.headers, req.body))
         headers = {k: v for k, v in req.headers.items()
                    if k in ("content-type", "content-encoding", "accept-encoding")}
+        body = req.body
+        if body and self.tamper:
+            body = self.tamper("request", path, body)
         r = client.request(self.b.port, req.method, path, ca=self.pki.ca_cert,
-                           headers=headers, body=req.body if req.body else None)
+                           headers=headers, body=body if body else None)
         exchange.status, exchange.response_headers, exchange.response_body = r.status, r.headers, r.body
         with self._lock:
             self.relay_log.append(exchange)
         keep = {k: v for k, v in r.headers.items() if k in ("content-type", "content-encoding", "cache-control")}
-        return ScriptedResponse(status=r.status, headers=keep, body=r.body)
+        out = r.body
+        if out and self.tamper:
+            out = self.tamper("response", path, out)
+        return ScriptedResponse(status=r.status, headers=keep, body=out)
 
     def relay_record(self) -> bytes:
         with self._lock:

@@ -23,6 +23,7 @@ use dpp_core::scrub::{PiiKeys, Scrubber};
 use dpp_core::{AccessRecord, Actions, LogKey, RequestLogFacts};
 
 use dpp_core::crypto::envelope::{self, Scratch, SealOptions};
+use dpp_core::crypto::FieldDigest;
 use dpp_core::crypto::Keyring;
 use dpp_core::json;
 use dpp_core::policy::{Direction, FieldRules};
@@ -44,6 +45,8 @@ pub const STAGES: &[u32] = &[
     PRIM_ENCRYPT_24B,
     PRIM_RANDOM_NONCE,
     PRIM_KEY_SETUP,
+    REWRITE_ENCRYPT_OBJECTS,
+    REWRITE_DECRYPT_OBJECTS,
 ];
 const FLOOR: u32 = 0;
 const PARSE: u32 = 1;
@@ -60,6 +63,9 @@ const PRIM_KEY_SETUP: u32 = 10;
 // Per request, whatever the body: what on_log does (host calls excluded).
 const SCRUB: u32 = 11;
 const RECORD: u32 = 12;
+// `granularity: object`: one envelope per PII object of the preset.
+const REWRITE_ENCRYPT_OBJECTS: u32 = 13;
+const REWRITE_DECRYPT_OBJECTS: u32 = 14;
 
 /// The fields reference filter (d) encrypts in each order: the preset's
 /// fields that occur in the benchmark bodies (bench/orders.py).
@@ -88,14 +94,20 @@ const POLICY: &str = r#"{
     {"name": "enc", "match": {"path": {"prefix": "/enc/"}},
      "encrypt": [{"direction": "request", "preset": "sp-api-orders"}]},
     {"name": "dec", "match": {"path": {"prefix": "/dec/"}},
-     "decrypt": [{"direction": "request", "preset": "sp-api-orders"}]}
+     "decrypt": [{"direction": "request", "preset": "sp-api-orders"}]},
+    {"name": "enc-obj", "match": {"path": {"prefix": "/enc-obj/"}},
+     "encrypt": [{"direction": "request", "preset": "sp-api-orders", "granularity": "object"}]},
+    {"name": "dec-obj", "match": {"path": {"prefix": "/dec-obj/"}},
+     "decrypt": [{"direction": "request", "preset": "sp-api-orders", "granularity": "object"}]}
   ]
 }"#;
 
-/// One selected value: its canonical path and exact bytes.
+/// One selected value: its canonical path, exact bytes, and the digest of
+/// its position (precomputed by the policy, as the rewrite uses it).
 struct Field {
     path: String,
     raw: Vec<u8>,
+    digest: FieldDigest,
 }
 
 struct Bench {
@@ -107,12 +119,15 @@ struct Bench {
     /// `body` after the encrypt rewrite, and the envelopes in it.
     encrypted: Vec<u8>,
     sealed: Vec<Field>,
+    /// `body` after the encrypt rewrite with granularity object.
+    encrypted_objects: Vec<u8>,
 }
 
 thread_local! {
     static BENCH: RefCell<Bench> = const { RefCell::new(Bench {
         body: Vec::new(), policy: None, keyring: None,
         plain: Vec::new(), encrypted: Vec::new(), sealed: Vec::new(),
+        encrypted_objects: Vec::new(),
     }) };
 }
 
@@ -173,6 +188,13 @@ pub extern "C" fn bench_prepare() -> i32 {
             _ => return -4,
         };
         b.sealed = collect(&b.encrypted, enc);
+        let Some(enc_obj) = rules(policy, Direction::Request, 2) else {
+            return -3;
+        };
+        b.encrypted_objects = match protect::rewrite(enc_obj, keyring, &b.body) {
+            Ok(Some(out)) => out,
+            _ => return -4,
+        };
         0
     })
 }
@@ -183,10 +205,19 @@ fn rules(policy: Option<&Policy>, dir: Direction, route: usize) -> Option<&Field
 
 fn collect(body: &[u8], rules: &FieldRules) -> Vec<Field> {
     let mut out = Vec::new();
-    let _ = json::splice(body, &rules.selectors, |sel, w| {
+    let _ = json::splice(body, &rules.automaton, |sel, w| {
+        let context = rules
+            .rules
+            .get(sel.rule)
+            .map(|r| r.context.as_slice())
+            .unwrap_or_default();
         out.push(Field {
             path: sel.path.to_string(),
             raw: sel.raw.to_vec(),
+            digest: rules
+                .digest(sel.state)
+                .copied()
+                .unwrap_or_else(|| FieldDigest::new(rules.direction.flow(), sel.path, context)),
         });
         w.extend_from_slice(sel.raw);
         Ok::<(), ()>(())
@@ -222,7 +253,7 @@ fn run(b: &Bench, stage: u32) -> bool {
         (PARSE, ..) => json::validate(black_box(&b.body)).is_ok(),
         // Scan + select + copy every byte to a new body, values unchanged:
         // the rewrite without cryptography.
-        (SELECT, Some(enc), ..) => json::splice(&b.body, &enc.selectors, |sel, w| {
+        (SELECT, Some(enc), ..) => json::splice(&b.body, &enc.automaton, |sel, w| {
             w.extend_from_slice(sel.raw);
             Ok::<(), ()>(())
         })
@@ -239,10 +270,15 @@ fn run(b: &Bench, stage: u32) -> bool {
                 };
                 let opts = SealOptions {
                     mode: rule.mode,
-                    context: &rule.context,
                     blind_index: rule.blind_index,
                 };
-                envelope::seal_into(key, &f.path, &f.raw, opts, &mut scratch, &mut out).is_ok()
+                let field = envelope::Field {
+                    path: &f.path,
+                    context: &rule.context,
+                    digest: &f.digest,
+                    bound: json::Bound::NONE,
+                };
+                envelope::seal_into(key, &field, &f.raw, opts, &mut scratch, &mut out).is_ok()
             })
         }
         (REWRITE_ENCRYPT, Some(enc), _, Some(keyring)) => {
@@ -262,11 +298,29 @@ fn run(b: &Bench, stage: u32) -> bool {
                     [b'"', inner @ .., b'"'] => inner,
                     _ => return false,
                 };
-                envelope::open_into(keyring, &f.path, text, context, &mut scratch, &mut out).is_ok()
+                let field = envelope::Field {
+                    path: &f.path,
+                    context,
+                    digest: &f.digest,
+                    bound: json::Bound::NONE,
+                };
+                envelope::open_into(keyring, &field, text, &mut scratch, &mut out).is_ok()
             })
         }
         (REWRITE_DECRYPT, _, Some(dec), Some(keyring)) => {
             matches!(protect::rewrite(dec, keyring, &b.encrypted), Ok(Some(o)) if !black_box(&o).is_empty())
+        }
+        (REWRITE_ENCRYPT_OBJECTS, .., Some(keyring)) => {
+            let Some(rules) = rules(b.policy.as_ref(), Direction::Request, 2) else {
+                return false;
+            };
+            matches!(protect::rewrite(rules, keyring, &b.body), Ok(Some(o)) if !black_box(&o).is_empty())
+        }
+        (REWRITE_DECRYPT_OBJECTS, .., Some(keyring)) => {
+            let Some(rules) = rules(b.policy.as_ref(), Direction::Request, 3) else {
+                return false;
+            };
+            matches!(protect::rewrite(rules, keyring, &b.encrypted_objects), Ok(Some(o)) if !black_box(&o).is_empty())
         }
         (NAIVE, ..) => naive(&b.body, &NAIVE_KEY).is_some(),
         (PRIM_ENCRYPT_24B | PRIM_RANDOM_NONCE | PRIM_KEY_SETUP, ..) => primitive(stage),
@@ -371,7 +425,6 @@ const NAIVE_KEY: [u8; 32] = [7; 32];
 fn naive(body: &[u8], key: &[u8; 32]) -> Option<Vec<u8>> {
     use aes_gcm_siv::aead::{Aead, KeyInit};
     use aes_gcm_siv::{Aes256GcmSiv, Nonce};
-    use base64::Engine;
     use serde_json::Value;
 
     let mut v: Value = serde_json::from_slice(body).ok()?;
@@ -395,7 +448,7 @@ fn naive(body: &[u8], key: &[u8; 32]) -> Option<Vec<u8>> {
                     .ok()?;
                 let mut sealed = nonce.to_vec();
                 sealed.extend_from_slice(&ct);
-                *s = base64::engine::general_purpose::STANDARD.encode(sealed);
+                *s = <base64ct::Base64 as base64ct::Encoding>::encode_string(&sealed);
             }
         }
     }

@@ -5,11 +5,22 @@
 //! ```
 //!
 //! Authenticated data (never sent, rebuilt by the reader):
-//! `"dpg1" || u8 len || key id || u32be len || canonical path || u32be len || context`.
-//! The version and key id are therefore authenticated (unlike Tink's
-//! prefix), and an envelope copied to another field or context fails.
-//! The plaintext is the value's JSON text, so decryption restores the type.
-//! Full specification: docs/envelope.md.
+//!
+//! ```text
+//! AAD = u8 len || key id || D || B
+//! D   = SHA-256("dpg1/aad" || u8 direction || u32be len || path || u32be len || context)
+//! B   = empty, or u32be n || n x (u32be len || name || u32be len || canonical value)
+//! ```
+//!
+//! `D` depends only on the position (direction, canonical path, rule
+//! context), so the filter computes it once per selector at configure time
+//! ([`FieldDigest`]) and POLYVAL sees a fixed 32 bytes instead of the path;
+//! `B` holds the record's context fields. The version, key id, direction,
+//! path, context and bound fields are therefore all authenticated: an
+//! envelope copied to another field, message direction, context or record
+//! fails. The plaintext is the value's JSON text, so decryption restores
+//! the type. Full specification and test vectors: docs/envelope.md,
+//! core/testdata/envelope-vectors.json.
 
 use std::fmt;
 
@@ -17,14 +28,14 @@ use aes_gcm_siv::aead::AeadInPlace;
 use aes_gcm_siv::{Nonce, Tag};
 use base64ct::{Base64UrlUnpadded, Encoding};
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
 use super::keyring::{Key, Keyring};
-use crate::json;
+use super::prf::prf;
+use crate::json::{self, Bound};
 
 /// Version tag, first field of every envelope.
 pub const PREFIX: &str = "dpg1.";
-const VERSION: &[u8] = b"dpg1";
 pub const NONCE_LEN: usize = 12;
 pub const TAG_LEN: usize = 16;
 /// Blind index length: 64 bits keeps collisions rare for equality lookups
@@ -46,10 +57,57 @@ pub enum Mode {
 
 /// Options for sealing one value.
 #[derive(Debug, Clone, Copy)]
-pub struct SealOptions<'a> {
+pub struct SealOptions {
     pub mode: Mode,
-    pub context: &'a [u8],
     pub blind_index: bool,
+}
+
+/// Which message of an exchange carries the envelope. Authenticated, so a
+/// request's envelope does not open in a response and vice versa.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Request = 1,
+    Response = 2,
+}
+
+/// `D`: the digest of the position-dependent authenticated data.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct FieldDigest(pub [u8; 32]);
+
+impl fmt::Debug for FieldDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in &self.0[..4] {
+            write!(f, "{b:02x}")?;
+        }
+        f.write_str("..")
+    }
+}
+
+impl FieldDigest {
+    /// `SHA-256("dpg1/aad" || u8 direction || u32be len || path || u32be len || context)`.
+    pub fn new(flow: Flow, path: &str, context: &[u8]) -> FieldDigest {
+        let mut h = Sha256::new();
+        h.update(b"dpg1/aad");
+        h.update([flow as u8]);
+        h.update((path.len() as u32).to_be_bytes());
+        h.update(path.as_bytes());
+        h.update((context.len() as u32).to_be_bytes());
+        h.update(context);
+        FieldDigest(h.finalize().into())
+    }
+}
+
+/// Where a value is sealed: everything the authenticated data binds.
+#[derive(Clone, Copy)]
+pub struct Field<'a> {
+    /// Canonical path (blind index input).
+    pub path: &'a str,
+    /// Rule context (blind index input).
+    pub context: &'a [u8],
+    /// `D` for (direction, path, context).
+    pub digest: &'a FieldDigest,
+    /// The record's context fields (`B`).
+    pub bound: Bound<'a>,
 }
 
 /// Why an envelope did not open, or a value could not be sealed. None of
@@ -95,17 +153,31 @@ impl fmt::Display for EnvelopeError {
 
 impl std::error::Error for EnvelopeError {}
 
-fn aad(out: &mut Vec<u8>, key_id: &str, path: &str, context: &[u8]) {
+/// Builds `u8 len || key id || D || B` into `out`.
+fn aad(out: &mut Vec<u8>, key_id: &str, field: &Field<'_>) {
     out.clear();
-    out.extend_from_slice(VERSION);
-    // Length prefixes make the encoding injective: no two (id, path,
-    // context) triples share an AAD.
+    // Key ids are at most 32 bytes (KeyId::MAX_LEN), so the length fits.
     out.push(key_id.len() as u8);
     out.extend_from_slice(key_id.as_bytes());
-    out.extend_from_slice(&(path.len() as u32).to_be_bytes());
-    out.extend_from_slice(path.as_bytes());
-    out.extend_from_slice(&(context.len() as u32).to_be_bytes());
-    out.extend_from_slice(context);
+    out.extend_from_slice(&field.digest.0);
+    if !field.bound.is_empty() {
+        // Length prefixes keep the encoding injective.
+        out.extend_from_slice(&(field.bound.len() as u32).to_be_bytes());
+        for (name, value) in field.bound.fields() {
+            out.extend_from_slice(&(name.len() as u32).to_be_bytes());
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(&(value.len() as u32).to_be_bytes());
+            out.extend_from_slice(value);
+        }
+    }
+}
+
+/// The authenticated data of a field, as bytes (test vectors, other
+/// implementations).
+pub fn aad_bytes(key_id: &str, field: &Field<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    aad(&mut out, key_id, field);
+    out
 }
 
 /// Reusable buffers so sealing many fields allocates once per body.
@@ -160,28 +232,51 @@ fn blind_index(key: &Key, path: &str, context: &[u8], canon: &[u8]) -> Hmac<Sha2
     mac
 }
 
-/// HMAC-SHA256 keyed with a 256-bit subkey. HMAC pads keys shorter than
-/// its 64-byte block with zeros, so padding here gives the same function
-/// through the infallible constructor (no `unwrap` on the request path).
-pub(crate) fn prf(key: &[u8; 32]) -> Hmac<Sha256> {
-    use hmac::digest::KeyInit;
-    let mut block = zeroize::Zeroizing::new([0u8; 64]);
-    block[..32].copy_from_slice(key);
-    <Hmac<Sha256> as KeyInit>::new(block.as_ref().into())
-}
-
-/// Seals one JSON value (`raw`, its exact text) found at `path`, appending
+/// Seals one JSON value (`raw`, its exact text) found at `field`, appending
 /// the envelope as a JSON string (with quotes) to `out`.
 pub fn seal_into(
     key: &Key,
-    path: &str,
+    field: &Field<'_>,
     raw: &[u8],
-    opts: SealOptions<'_>,
+    opts: SealOptions,
+    scratch: &mut Scratch,
+    out: &mut Vec<u8>,
+) -> Result<(), EnvelopeError> {
+    seal_inner(key, field, raw, opts, None, scratch, out)
+}
+
+/// [`seal_into`] with a nonce given by the caller, for test vectors only:
+/// a random-mode nonce must never be chosen twice for one key.
+pub fn seal_with_nonce(
+    key: &Key,
+    field: &Field<'_>,
+    raw: &[u8],
+    opts: SealOptions,
+    nonce: [u8; NONCE_LEN],
+    out: &mut Vec<u8>,
+) -> Result<(), EnvelopeError> {
+    seal_inner(
+        key,
+        field,
+        raw,
+        opts,
+        Some(nonce),
+        &mut Scratch::default(),
+        out,
+    )
+}
+
+fn seal_inner(
+    key: &Key,
+    field: &Field<'_>,
+    raw: &[u8],
+    opts: SealOptions,
+    given_nonce: Option<[u8; NONCE_LEN]>,
     scratch: &mut Scratch,
     out: &mut Vec<u8>,
 ) -> Result<(), EnvelopeError> {
     let id = key.id().as_str();
-    aad(&mut scratch.aad, id, path, opts.context);
+    aad(&mut scratch.aad, id, field);
     let needs_canon = opts.mode == Mode::Deterministic || opts.blind_index;
     if needs_canon {
         scratch.canon.clear();
@@ -197,10 +292,12 @@ pub fn seal_into(
     };
 
     let mut nonce = [0u8; NONCE_LEN];
-    match opts.mode {
-        Mode::Random => scratch.random_nonce(&mut nonce)?,
-        Mode::Deterministic => {
+    match (given_nonce, opts.mode) {
+        (Some(n), _) => nonce = n,
+        (None, Mode::Random) => scratch.random_nonce(&mut nonce)?,
+        (None, Mode::Deterministic) => {
             let mut mac = prf(&key.nonce_key);
+            mac.update(&(scratch.aad.len() as u32).to_be_bytes());
             mac.update(&scratch.aad);
             mac.update(plaintext);
             let prf = mac.finalize().into_bytes();
@@ -223,13 +320,22 @@ pub fn seal_into(
         .map_err(|_| EnvelopeError::Seal)?;
     buf.extend_from_slice(&tag);
 
+    // One reservation for the whole string: quotes, prefix, id, dots,
+    // base64 of the payload and of the index.
+    out.reserve(
+        2 + PREFIX.len()
+            + id.len()
+            + 2
+            + Base64UrlUnpadded::encoded_len(buf)
+            + if opts.blind_index { 12 } else { 0 },
+    );
     out.push(b'"');
     out.extend_from_slice(PREFIX.as_bytes());
     out.extend_from_slice(id.as_bytes());
     out.push(b'.');
     encode_b64(buf, out);
     if opts.blind_index {
-        let mac = blind_index(key, path, opts.context, &scratch.canon).finalize();
+        let mac = blind_index(key, field.path, field.context, &scratch.canon).finalize();
         out.push(b'.');
         encode_b64(&mac.into_bytes()[..BLIND_INDEX_LEN], out);
     }
@@ -246,12 +352,11 @@ fn encode_b64(src: &[u8], out: &mut Vec<u8>) {
 }
 
 /// Opens the envelope `text` (the JSON string's content, no quotes) found at
-/// `path`, appending the original JSON value's text to `out`.
+/// `field`, appending the original JSON value's text to `out`.
 pub fn open_into(
     keyring: &Keyring,
-    path: &str,
+    field: &Field<'_>,
     text: &[u8],
-    context: &[u8],
     scratch: &mut Scratch,
     out: &mut Vec<u8>,
 ) -> Result<(), EnvelopeError> {
@@ -290,7 +395,7 @@ pub fn open_into(
     if n < NONCE_LEN + TAG_LEN {
         return Err(EnvelopeError::Malformed);
     }
-    aad(&mut scratch.aad, id, path, context);
+    aad(&mut scratch.aad, id, field);
     let (nonce, rest) = buf.split_at_mut(NONCE_LEN);
     let (body, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
     key.aead
@@ -314,7 +419,7 @@ pub fn open_into(
         }
         scratch.canon.clear();
         json::canonical(plaintext, &mut scratch.canon).map_err(|_| EnvelopeError::BadPlaintext)?;
-        blind_index(key, path, context, &scratch.canon)
+        blind_index(key, field.path, field.context, &scratch.canon)
             .verify_truncated_left(&given)
             .map_err(|_| EnvelopeError::Tampered)?;
     }

@@ -7,8 +7,9 @@
 
 pub mod envelope;
 pub mod keyring;
+mod prf;
 
-pub use envelope::{EnvelopeError, Mode, SealOptions};
+pub use envelope::{EnvelopeError, Field, FieldDigest, Flow, Mode, SealOptions};
 pub use keyring::{Key, KeyId, Keyring, KeyringError};
 
 #[cfg(test)]

@@ -1,15 +1,17 @@
 //! JSONPath-style field selectors: `$.a.b`, `$.a[*].b`, `$['odd key']`,
 //! `$.a[0]`, `$..Phone`, `$.a.*`, `$..*`.
 //!
-//! A selector is compiled into steps and matched incrementally while the
-//! splice scanner walks the document: each open container carries the set
-//! of selector states still alive, so matching costs nothing in subtrees no
+//! A selector is parsed into steps; the selectors of a body are compiled
+//! together into an automaton (`automaton.rs`) that the splice scanner
+//! follows member by member, so matching costs nothing in subtrees no
 //! selector can reach (they are skipped by the validating scanner).
 
 use std::fmt;
 
+use super::automaton::{Automaton, Builder};
+
 /// One step of a selector.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Step {
     /// `.name` / `['name']`: the member `name` of an object.
     Child(String),
@@ -166,28 +168,13 @@ fn bracket_name(text: &str, start: usize) -> Result<(String, usize), String> {
     Ok((body[..close].to_string(), start + 2 + close + 2))
 }
 
-/// "Next step to match" for selector `sel`; `step == len` never stored
-/// (a completed selector selects the value instead of descending).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct State {
-    pub sel: u16,
-    pub step: u16,
-}
-
-/// A set of selectors matched together (all rules of one body).
+/// The selectors of one body (all its rules) and the context fields of
+/// those rules, as written; [`SelectorSet::compile`] turns them into the
+/// automaton the scanner runs.
 #[derive(Debug, Clone, Default)]
 pub struct SelectorSet {
     pub(crate) selectors: Vec<(Selector, usize)>,
-}
-
-/// Result of following one segment.
-pub(crate) enum Advance {
-    /// A selector completes here: the value is selected for the rule.
-    Selected(usize),
-    /// Some selectors may still match deeper (states pushed).
-    Descend,
-    /// Nothing can match in this subtree.
-    Skip,
+    pub(crate) context_fields: Vec<(Selector, usize)>,
 }
 
 impl SelectorSet {
@@ -196,8 +183,17 @@ impl SelectorSet {
         self.selectors.push((selector, rule));
     }
 
+    /// Adds a context field of rule `rule` (see [`Builder::context_field`]).
+    pub fn push_context_field(&mut self, field: Selector, rule: usize) {
+        self.context_fields.push((field, rule));
+    }
+
     pub fn is_empty(&self) -> bool {
         self.selectors.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.selectors.len()
     }
 
     /// The member names the selectors end at (`BuyerEmail` for
@@ -212,76 +208,19 @@ impl SelectorSet {
             })
     }
 
-    pub(crate) fn root_states(&self, out: &mut Vec<State>) {
-        for sel in 0..self.selectors.len() {
-            out.push(State {
-                sel: sel as u16,
-                step: 0,
-            });
+    /// Compiles the set into the automaton. Errors say the problem (a
+    /// context field that is selected, too many overlapping selectors) and,
+    /// when it is one context field's, its index in push order.
+    pub fn compile(&self) -> Result<Automaton, (Option<usize>, String)> {
+        let mut b = Builder::default();
+        for (sel, rule) in &self.selectors {
+            b.select(sel, *rule);
         }
-    }
-
-    /// Follows `seg` from the states `arena[from..to]`, pushing the child's
-    /// states at the end of `arena`.
-    pub(crate) fn advance(
-        &self,
-        arena: &mut Vec<State>,
-        from: usize,
-        to: usize,
-        seg: Segment<'_>,
-    ) -> Advance {
-        let mut selected: Option<u16> = None;
-        let base = arena.len();
-        for i in from..to {
-            let st = arena[i];
-            let Some((selector, _)) = self.selectors.get(st.sel as usize) else {
-                continue;
-            };
-            let steps = &selector.steps;
-            let Some(step) = steps.get(st.step as usize) else {
-                continue;
-            };
-            let (stay, next) = match step {
-                Step::Child(n) => (false, matches!(seg, Segment::Key(k) if k == n)),
-                Step::AnyChild => (false, true),
-                Step::Index(n) => (false, matches!(seg, Segment::Index(k) if k == *n)),
-                Step::Descendant(n) => (true, matches!(seg, Segment::Key(k) if k == n)),
-                Step::AnyDescendant => (true, true),
-            };
-            if next {
-                if st.step as usize + 1 == steps.len() {
-                    selected = Some(selected.map_or(st.sel, |s| s.min(st.sel)));
-                } else {
-                    push_unique(
-                        arena,
-                        base,
-                        State {
-                            sel: st.sel,
-                            step: st.step + 1,
-                        },
-                    );
-                }
-            }
-            if stay {
-                push_unique(arena, base, st);
-            }
+        for (i, (field, rule)) in self.context_fields.iter().enumerate() {
+            b.context_field(field, *rule)
+                .map_err(|e| (Some(i), format!("{:?}: {e}", field.as_str())))?;
         }
-        if let Some(sel) = selected {
-            arena.truncate(base);
-            let rule = self.selectors.get(sel as usize).map_or(0, |s| s.1);
-            return Advance::Selected(rule);
-        }
-        if arena.len() > base {
-            Advance::Descend
-        } else {
-            Advance::Skip
-        }
-    }
-}
-
-fn push_unique(arena: &mut Vec<State>, base: usize, st: State) {
-    if !arena[base..].contains(&st) {
-        arena.push(st);
+        b.compile()
     }
 }
 

@@ -6,9 +6,10 @@ use std::fmt;
 
 use super::doc::{BodyDoc, DecryptRuleDoc, EncryptRuleDoc, KeysDoc};
 use super::PolicyError;
-use crate::crypto::{Keyring, Mode};
-use crate::json::preset;
+use crate::crypto::{FieldDigest, Flow, Keyring, Mode};
+use crate::json::preset::{self, Granularity};
 use crate::json::selector::{Selector, SelectorSet};
+use crate::json::{Automaton, StateId};
 
 /// Default body limit: 1 MiB. Envoy's own buffer limit
 /// (`per_connection_buffer_limit_bytes`, default 1 MiB) must not be lower.
@@ -120,6 +121,14 @@ impl Direction {
         }
     }
 
+    /// The direction as envelopes authenticate it.
+    pub fn flow(self) -> Flow {
+        match self {
+            Direction::Request => Flow::Request,
+            Direction::Response => Flow::Response,
+        }
+    }
+
     fn parse(s: &str, at: &str) -> Result<Direction, PolicyError> {
         match s {
             "request" => Ok(Direction::Request),
@@ -150,8 +159,16 @@ pub struct FieldRule {
 #[derive(Debug, Clone)]
 pub struct FieldRules {
     pub action: FieldAction,
+    /// Which body: authenticated in every envelope.
+    pub direction: Direction,
+    /// The selectors and context fields as written.
     pub selectors: SelectorSet,
+    /// The same, compiled once (see `json::automaton`).
+    pub automaton: Automaton,
     pub rules: Vec<FieldRule>,
+    /// `D` of the authenticated data for every accept state whose path is
+    /// fixed, by state id: computed here, once, not per field.
+    digests: Vec<Option<FieldDigest>>,
 }
 
 impl FieldRules {
@@ -161,6 +178,36 @@ impl FieldRules {
         FieldRules {
             action,
             ..self.clone()
+        }
+    }
+
+    /// The precomputed `D` of a selected value's state, when its path is
+    /// fixed; otherwise the caller computes it from the path.
+    pub fn digest(&self, state: StateId) -> Option<&FieldDigest> {
+        self.digests.get(state as usize)?.as_ref()
+    }
+
+    fn compiled(
+        action: FieldAction,
+        direction: Direction,
+        selectors: SelectorSet,
+        rules: Vec<FieldRule>,
+        automaton: Automaton,
+    ) -> FieldRules {
+        let mut digests = vec![None; automaton.len()];
+        for (state, rule, path) in automaton.accept_states() {
+            if let (Some(path), Some(r)) = (path, rules.get(rule)) {
+                digests[state as usize] =
+                    Some(FieldDigest::new(direction.flow(), path, &r.context));
+            }
+        }
+        FieldRules {
+            action,
+            direction,
+            selectors,
+            automaton,
+            rules,
+            digests,
         }
     }
 }
@@ -237,12 +284,11 @@ impl BodyOptions {
 }
 
 fn compile_selectors(
-    preset_name: Option<&str>,
-    selectors: &[String],
-    at: &str,
+    staged: &Staged,
     set: &mut SelectorSet,
     rule: usize,
 ) -> Result<(), PolicyError> {
+    let (preset_name, selectors, at) = (staged.preset.as_deref(), &staged.selectors, &staged.at);
     if preset_name.is_none() && selectors.is_empty() {
         return Err(PolicyError::new(
             format!("{at}.selectors"),
@@ -250,7 +296,7 @@ fn compile_selectors(
         ));
     }
     if let Some(name) = preset_name {
-        let list = preset::selectors(name).ok_or_else(|| {
+        let list = preset::selectors_with(name, staged.granularity).ok_or_else(|| {
             PolicyError::new(
                 format!("{at}.preset"),
                 format!(
@@ -271,7 +317,79 @@ fn compile_selectors(
             .map_err(|e| PolicyError::new(format!("{at}.selectors[{i}]"), format!("{s:?}: {e}")))?;
         set.push(sel, rule);
     }
+    for (i, s) in staged.context_fields.iter().enumerate() {
+        let sel = Selector::parse(s).map_err(|e| {
+            PolicyError::new(format!("{at}.context_fields[{i}]"), format!("{s:?}: {e}"))
+        })?;
+        set.push_context_field(sel, rule);
+    }
     Ok(())
+}
+
+/// The rules of one body while a route is compiled.
+struct BodyRules {
+    action: FieldAction,
+    set: SelectorSet,
+    rules: Vec<FieldRule>,
+    /// Policy path of each context field, in push order (error messages).
+    field_at: Vec<String>,
+}
+
+impl BodyRules {
+    fn compile(self, direction: Direction, route_at: &str) -> Result<FieldRules, PolicyError> {
+        let automaton = self.set.compile().map_err(|(field, e)| {
+            let at = field
+                .and_then(|i| self.field_at.get(i).cloned())
+                .unwrap_or_else(|| {
+                    let list = match self.action {
+                        FieldAction::Encrypt => "encrypt",
+                        FieldAction::Decrypt => "decrypt",
+                    };
+                    format!("{route_at}.{list}")
+                });
+            PolicyError::new(at, e)
+        })?;
+        Ok(FieldRules::compiled(
+            self.action,
+            direction,
+            self.set,
+            self.rules,
+            automaton,
+        ))
+    }
+}
+
+/// One rule, checked field by field, before the rules of its body are
+/// compiled together.
+struct Staged {
+    direction: Direction,
+    action: FieldAction,
+    at: String,
+    preset: Option<String>,
+    selectors: Vec<String>,
+    context_fields: Vec<String>,
+    granularity: Granularity,
+    rule: FieldRule,
+}
+
+fn granularity(value: Option<&str>, preset: bool, at: &str) -> Result<Granularity, PolicyError> {
+    let g = match value {
+        None | Some("field") => Granularity::Field,
+        Some("object") => Granularity::Object,
+        Some(other) => {
+            return Err(PolicyError::new(
+                format!("{at}.granularity"),
+                format!("{other:?} is not `field` or `object`"),
+            ))
+        }
+    };
+    if g == Granularity::Object && !preset {
+        return Err(PolicyError::new(
+            format!("{at}.granularity"),
+            "`object` applies to a `preset` (a selector that names an object already seals it whole)",
+        ));
+    }
+    Ok(g)
 }
 
 /// Compiles a route's `encrypt` and `decrypt` lists into at most one
@@ -281,22 +399,12 @@ pub(super) fn compile_rules(
     decrypt: Vec<DecryptRuleDoc>,
     at: &str,
 ) -> Result<(Option<FieldRules>, Option<FieldRules>), PolicyError> {
-    let mut request: Option<FieldRules> = None;
-    let mut response: Option<FieldRules> = None;
     // Staged first so encrypt and decrypt rules of one direction are
     // checked against each other before anything is compiled.
-    type Staged = (
-        Direction,
-        FieldAction,
-        String,
-        Option<String>,
-        Vec<String>,
-        FieldRule,
-    );
     let mut staged: Vec<Staged> = Vec::new();
     for (i, r) in encrypt.into_iter().enumerate() {
         let at = format!("{at}.encrypt[{i}]");
-        let dir = Direction::parse(&r.direction, &format!("{at}.direction"))?;
+        let direction = Direction::parse(&r.direction, &format!("{at}.direction"))?;
         let mode = match r.mode.as_deref() {
             None | Some("random") => Mode::Random,
             Some("deterministic") => Mode::Deterministic,
@@ -307,54 +415,74 @@ pub(super) fn compile_rules(
                 ))
             }
         };
-        let rule = FieldRule {
-            mode,
-            context: r.context.unwrap_or_default().into_bytes(),
-            blind_index: r.blind_index,
-        };
-        staged.push((dir, FieldAction::Encrypt, at, r.preset, r.selectors, rule));
+        let granularity = granularity(r.granularity.as_deref(), r.preset.is_some(), &at)?;
+        staged.push(Staged {
+            direction,
+            action: FieldAction::Encrypt,
+            rule: FieldRule {
+                mode,
+                context: r.context.unwrap_or_default().into_bytes(),
+                blind_index: r.blind_index,
+            },
+            at,
+            preset: r.preset,
+            selectors: r.selectors,
+            context_fields: r.context_fields,
+            granularity,
+        });
     }
     for (i, r) in decrypt.into_iter().enumerate() {
         let at = format!("{at}.decrypt[{i}]");
-        let dir = Direction::parse(&r.direction, &format!("{at}.direction"))?;
-        let rule = FieldRule {
-            mode: Mode::Random,
-            context: r.context.unwrap_or_default().into_bytes(),
-            blind_index: false,
-        };
-        staged.push((dir, FieldAction::Decrypt, at, r.preset, r.selectors, rule));
+        let direction = Direction::parse(&r.direction, &format!("{at}.direction"))?;
+        let granularity = granularity(r.granularity.as_deref(), r.preset.is_some(), &at)?;
+        staged.push(Staged {
+            direction,
+            action: FieldAction::Decrypt,
+            rule: FieldRule {
+                mode: Mode::Random,
+                context: r.context.unwrap_or_default().into_bytes(),
+                blind_index: false,
+            },
+            at,
+            preset: r.preset,
+            selectors: r.selectors,
+            context_fields: r.context_fields,
+            granularity,
+        });
     }
-    for (dir, action, at, preset_name, selectors, rule) in staged {
-        let target = match dir {
-            Direction::Request => &mut request,
-            Direction::Response => &mut response,
-        };
-        if let Some(existing) = target.as_ref() {
-            if existing.action != action {
+    let mut out: [Option<BodyRules>; 2] = [None, None];
+    for st in staged {
+        let slot = &mut out[st.direction as usize];
+        if let Some(body) = slot.as_ref() {
+            if body.action != st.action {
                 return Err(PolicyError::new(
-                    format!("{at}.direction"),
+                    format!("{}.direction", st.at),
                     format!(
                         "the {} body already has rules of the other kind; a body is \
                          either encrypted or decrypted at one hop",
-                        dir.name()
+                        st.direction.name()
                     ),
                 ));
             }
         }
-        let rules = target.get_or_insert_with(|| FieldRules {
-            action,
-            selectors: SelectorSet::default(),
+        let body = slot.get_or_insert_with(|| BodyRules {
+            action: st.action,
+            set: SelectorSet::default(),
             rules: Vec::new(),
+            field_at: Vec::new(),
         });
-        let index = rules.rules.len();
-        compile_selectors(
-            preset_name.as_deref(),
-            &selectors,
-            &at,
-            &mut rules.selectors,
-            index,
-        )?;
-        rules.rules.push(rule);
+        let index = body.rules.len();
+        compile_selectors(&st, &mut body.set, index)?;
+        body.field_at
+            .extend((0..st.context_fields.len()).map(|i| format!("{}.context_fields[{i}]", st.at)));
+        body.rules.push(st.rule);
     }
-    Ok((request, response))
+    let [request, response] = out;
+    let compile = |body: Option<BodyRules>, direction: Direction| {
+        body.map(|b| b.compile(direction, at)).transpose()
+    };
+    Ok((
+        compile(request, Direction::Request)?,
+        compile(response, Direction::Response)?,
+    ))
 }

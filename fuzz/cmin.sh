@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Merges what fuzzing kept (target/fuzz/corpus/<target>/) into the
 # committed corpus (fuzz/corpus/<target>/), minimised by coverage with
-# libFuzzer's -merge=1 (what `cargo fuzz cmin` runs), under nice.
+# libFuzzer's -set_cover_merge=1 (a smaller set than the -merge=1 of
+# `cargo fuzz cmin`), under nice.
 #
 #   fuzz/cmin.sh [TARGET...]                      (`make fuzz-cmin`)
 set -euo pipefail
@@ -15,7 +16,7 @@ for t in "${targets[@]}"; do
   extra=()
   [ -d "../target/fuzz/corpus/$t" ] && extra+=("../target/fuzz/corpus/$t")
   [ -d "seeds/$t" ] && extra+=("seeds/$t")
-  nice -n 19 "target/x86_64-unknown-linux-gnu/release/$t" -merge=1 "$new" "corpus/$t" "${extra[@]}" \
+  nice -n 19 "target/x86_64-unknown-linux-gnu/release/$t" -set_cover_merge=1 "$new" "corpus/$t" "${extra[@]}" \
       > "../target/fuzz/cmin-$t.log" 2>&1
   rm -rf "corpus/$t"
   mv "$new" "corpus/$t"

@@ -4,6 +4,7 @@
 #
 #   fuzz/run.sh [SECONDS] [TARGET...]       (`make fuzz FUZZ_SECONDS=...`)
 #
+# Results are appended to target/fuzz/summary.txt (two runs may share it).
 # New inputs go to target/fuzz/corpus/<target>/ (the committed corpus in
 # fuzz/corpus/<target>/ is read, never written: `make fuzz-cmin` merges
 # what is worth keeping). A failing input lands in fuzz/artifacts/<target>/;
@@ -22,7 +23,7 @@ targets=("$@")
 out=../target/fuzz
 mkdir -p "$out"
 summary="$out/summary.txt"
-: > "$summary"
+echo "# $(date -u +%FT%TZ) run.sh $seconds ${targets[*]} (git $(git rev-parse --short HEAD))" >> "$summary"
 status=0
 for t in "${targets[@]}"; do
   case $t in
@@ -43,7 +44,7 @@ for t in "${targets[@]}"; do
     line="$t: FAILED after ${runs:-?} executions (see $out/$t.log, fuzz/artifacts/$t/)"
     grep -m1 -A2 "panicked" "$out/$t.log" || tail -20 "$out/$t.log"
   else
-    line="$t: ${runs:-?} executions in ${seconds}s (${rate:-?}/s), no failure"
+    line="$t: ${runs:-?} executions in ${seconds}s (${rate:-?}/s), no failure, $(date -u +%FT%TZ)"
   fi
   echo "$line" | tee -a "$summary"
 done

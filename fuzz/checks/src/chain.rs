@@ -128,16 +128,19 @@ fn edited_chain(op: u8, mut input: Input<'_>) {
     let Ok(verified) = verify(&log, &key, true) else {
         return;
     };
-    // Where each sealed record still appears, verbatim or JSON-escaped.
+    // Where each sealed record can still be read: verbatim in a line, or
+    // JSON-escaped in a line that is JSON (what a JSON logger prints).
+    let lines: Vec<&str> = log.lines().collect();
     let mut present: Vec<(usize, &Sealed)> = sealed
         .iter()
         .filter_map(|s| {
             let escaped = serde_json::to_string(&s.text).unwrap_or_default();
             let escaped = escaped.trim_matches('"');
-            let at = [log.find(&s.text), log.find(escaped)]
-                .into_iter()
-                .flatten()
-                .min()?;
+            let at = lines.iter().position(|l| {
+                l.contains(&s.text)
+                    || (l.contains(escaped)
+                        && serde_json::from_str::<serde_json::Value>(l.trim()).is_ok())
+            })?;
             Some((at, s))
         })
         .collect();

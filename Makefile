@@ -9,6 +9,7 @@ PY := $(VENV)/bin/python
 ENVOY := $(VENV)/bin/envoy
 CARGO ?= cargo
 
+.PHONY: fuzz fuzz-setup fuzz-cmin fuzz-seed soak
 .PHONY: build cli harness test-bins scenarios toolchain venv envoy test test-unit test-e2e demo demo-encryption run fmt lint clean oci oci-pin check-pin oci-push test-deploy
 
 ## build: the filter at target/wasm32-wasip1/release/dpp_guard.wasm
@@ -43,26 +44,30 @@ envoy: venv
 	@$(ENVOY) --version | head -1
 
 ## oci: reproducible OCI image of the filter (no Docker daemon), Istio "compat"
-## variant, in $(OCI_OUT)/dpp-guard; prints its manifest digest and writes the
-## deploy/ manifests pinned to it under $(OCI_OUT)/deploy (deploy/ untouched)
+## variant, in $(OCI_OUT)/dpp-guard; prints its manifest digest and the sha256 of
+## plugin.wasm ($(OCI_OUT)/plugin.wasm) and writes the deploy/ manifests pinned
+## to them under $(OCI_OUT)/deploy (deploy/ untouched)
 OCI_OUT ?= target/oci
 OCI_LAYOUT = $(OCI_OUT)/dpp-guard
 OCI_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 IMAGE ?= registry.example.com/dpp-guard/dpp-guard
 SKOPEO_FLAGS ?=
+PINS = --digest-file $(OCI_OUT)/digest --module-digest-file $(OCI_OUT)/module-digest
 oci: build
-	python3 deploy/tools/oci_image.py build --wasm $(WASM) --out $(OCI_LAYOUT) --tag $(OCI_TAG) --digest-file $(OCI_OUT)/digest
+	python3 deploy/tools/oci_image.py build --wasm $(WASM) --out $(OCI_LAYOUT) --tag $(OCI_TAG) --digest-file $(OCI_OUT)/digest --module-digest-file $(OCI_OUT)/module-digest
 	python3 deploy/tools/oci_image.py check $(OCI_LAYOUT):$(OCI_TAG)
-	python3 deploy/tools/pin.py --digest-file $(OCI_OUT)/digest --out $(OCI_OUT)/deploy
+	cp $(WASM) $(OCI_OUT)/plugin.wasm
+	python3 deploy/tools/pin.py $(PINS) --out $(OCI_OUT)/deploy
 	@echo "image $(IMAGE):$(OCI_TAG) digest $$(cat $(OCI_OUT)/digest)"
+	@echo "module $(OCI_OUT)/plugin.wasm (publish it for the Envoy Gateway upstream guard) sha256 $$(cat $(OCI_OUT)/module-digest)"
 
-## oci-pin: rewrite the digest pinned in deploy/ to the image just built (release step; commit it)
+## oci-pin: rewrite the digests pinned in deploy/ to the build just made (release step; commit it)
 oci-pin: oci
-	python3 deploy/tools/pin.py --digest-file $(OCI_OUT)/digest --in-place
+	python3 deploy/tools/pin.py $(PINS) --in-place
 
-## check-pin: fail unless deploy/ pins the image built from the current .wasm
+## check-pin: fail unless deploy/ pins the image and module built from the current .wasm
 check-pin: oci
-	python3 deploy/tools/pin.py --digest-file $(OCI_OUT)/digest --check
+	python3 deploy/tools/pin.py $(PINS) --check
 
 ## oci-push: push the image keeping its digest, e.g. make oci-push IMAGE=reg.corp/sec/dpp-guard
 oci-push: oci
@@ -187,3 +192,28 @@ test-web: npm web-deps chromium build test-bins venv
 	rm -rf web/node_modules/dpp-guard && mkdir -p web/node_modules/dpp-guard
 	tar -xzf $(NPM_OUT)/dpp-guard-*.tgz -C web/node_modules/dpp-guard --strip-components=1
 	cd web && node --test --test-concurrency=1 tests/
+
+## fuzz: every fuzz target (fuzz/README.md) for FUZZ_SECONDS each, one after the
+## other under nice; nightly + cargo-fuzz, installed when missing -> target/fuzz/
+## (`make test` replays the committed corpora on stable, no nightly needed)
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+fuzz-setup:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+fuzz: fuzz-setup
+	fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+## fuzz-seed / fuzz-cmin: seeds from the test data (fuzz/seeds.py), and the
+## committed corpora re-minimised with what fuzzing kept (commit fuzz/corpus/)
+fuzz-seed: cli venv
+	rm -rf fuzz/seeds && $(PY) fuzz/seeds.py fuzz/seeds
+fuzz-cmin: fuzz-setup
+	fuzz/cmin.sh $(FUZZ_TARGETS)
+
+## soak: SOAK_SECONDS (default 1800) of mixed protected and unprotected traffic
+## through two Envoys with field encryption at 80 % of the measured capacity;
+## errors, p99 and memory over time -> target/soak/ (soak.png, summary.md)
+SOAK_SECONDS ?= 1800
+soak: build cli bench-setup
+	$(PY) tests/soak/soak.py --seconds $(SOAK_SECONDS)

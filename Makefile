@@ -77,7 +77,7 @@ test-deploy: build cli venv
 	$(PY) -m pytest tests/deploy -q
 
 ## test: native unit tests, then end-to-end tests against a real Envoy
-test: test-unit test-e2e bench-smoke
+test: lint test-unit test-e2e bench-smoke
 
 # The harness tests build their probe test modules themselves (into
 # target/test-modules) and run the plugin's behaviour tests and every
@@ -110,10 +110,19 @@ run: build venv
 
 fmt:
 	$(CARGO) fmt --all
+	$(CARGO) fmt --all --manifest-path harness/test-modules/Cargo.toml
 
-lint:
+## lint: rustfmt --check and clippy -D warnings (workspace lints in Cargo.toml) on
+## every crate, the harness's test modules included; part of `make test`
+TEST_MODULES := harness/test-modules/Cargo.toml
+lint: toolchain
+	@for c in rustfmt clippy; do \
+	  rustup component list --installed | grep -q "^$$c" || rustup component add $$c; done
 	$(CARGO) fmt --all --check
+	$(CARGO) fmt --all --check --manifest-path $(TEST_MODULES)
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --release --target $(WASM_TARGET) --manifest-path $(TEST_MODULES) \
+	  --target-dir target/test-modules -- -D warnings
 
 clean:
 	$(CARGO) clean

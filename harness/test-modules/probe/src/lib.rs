@@ -188,6 +188,7 @@ impl HttpContext for Probe {
                 for path in [
                     "xds.route_name",
                     "plugin_name",
+                    "plugin_root_id",
                     "plugin_vm_id",
                     "source.address",
                     "request.path",

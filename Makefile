@@ -9,6 +9,7 @@ PY := $(VENV)/bin/python
 ENVOY := $(VENV)/bin/envoy
 CARGO ?= cargo
 
+.PHONY: fuzz fuzz-setup fuzz-cmin fuzz-seed soak
 .PHONY: build cli harness test-bins test-modules scenarios toolchain venv envoy test test-unit test-e2e demo demo-encryption run fmt lint clean oci oci-pin check-pin oci-push test-deploy
 
 ## build: the filter at target/wasm32-wasip1/release/dpp_guard.wasm
@@ -83,7 +84,7 @@ test-deploy: build cli venv
 	$(PY) -m pytest tests/deploy -q
 
 ## test: native unit tests, then end-to-end tests against a real Envoy
-test: lint test-unit test-e2e bench-smoke
+test: lint test-unit test-e2e bench-smoke test-web
 
 # The harness tests build their probe test modules themselves (into
 # target/test-modules) and run the plugin's behaviour tests and every
@@ -158,3 +159,76 @@ bench: bench-setup bench-build
 bench-smoke: bench-setup bench-build
 	$(PY) bench/run.py --smoke
 	$(PY) bench/vm.py --smoke
+
+## npm: the npm package of web/ (Node 20+ and browsers): target/npm/dpp-guard-<version>.tgz,
+## unpacked in target/npm/package. The wasm-bindgen CLI is installed into target/tools,
+## at exactly the version of the wasm-bindgen crate in Cargo.lock.
+
+.PHONY: npm test-web playground wasm-bindgen-cli web-deps chromium
+WEB_WASM := target/wasm32-unknown-unknown/web/dpp_guard_web.wasm
+WASM_BINDGEN_VERSION = $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"/\1/p;}' Cargo.lock)
+WASM_BINDGEN := target/tools/bin/wasm-bindgen
+NPM_OUT := target/npm
+NPM_PKG := $(NPM_OUT)/package
+WEB_MODULE_BUDGET := 1048576
+
+wasm-bindgen-cli:
+	@$(WASM_BINDGEN) --version 2>/dev/null | grep -qx "wasm-bindgen $(WASM_BINDGEN_VERSION)" || \
+	  $(CARGO) install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --locked --root target/tools
+
+npm: toolchain wasm-bindgen-cli
+	$(CARGO) build -p dpp-guard-web --target wasm32-unknown-unknown --profile web
+	rm -rf $(NPM_PKG) $(NPM_OUT)/dpp-guard-*.tgz && mkdir -p $(NPM_PKG)/wasm
+	$(WASM_BINDGEN) --target web --out-dir $(NPM_PKG)/wasm $(WEB_WASM)
+	cp web/npm/package.json web/npm/api.js web/npm/index.js web/npm/node.js web/npm/index.d.ts web/npm/README.md $(NPM_PKG)/
+	@size=$$(stat -c %s $(NPM_PKG)/wasm/dpp_guard_web_bg.wasm); \
+	  echo "web module: $$size bytes (budget $(WEB_MODULE_BUDGET))"; test $$size -le $(WEB_MODULE_BUDGET)
+	cd $(NPM_OUT) && npm pack ./package --pack-destination . --silent
+	@ls -l $(NPM_OUT)/dpp-guard-*.tgz
+
+## playground: the policy playground on http://127.0.0.1:$(PLAYGROUND_PORT)/ (Ctrl-C stops it)
+PLAYGROUND_PORT ?= 8417
+playground: npm
+	node web/playground/serve.mjs --port $(PLAYGROUND_PORT)
+
+# Dev dependencies of the tests (playwright-core), from package-lock.json.
+web-deps: web/node_modules/.installed
+web/node_modules/.installed: web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --silent
+	touch $@
+
+# Debian's Chromium for the browser tests.
+chromium:
+	@command -v chromium >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
+
+## test-web: Node tests of the package (RFC 8452 and envelope vectors, interop with the
+## CLI and with the filter in Envoy) and the playground in headless Chromium
+test-web: npm web-deps chromium build test-bins venv
+	rm -rf web/node_modules/dpp-guard && mkdir -p web/node_modules/dpp-guard
+	tar -xzf $(NPM_OUT)/dpp-guard-*.tgz -C web/node_modules/dpp-guard --strip-components=1
+	cd web && node --test --test-concurrency=1 tests/
+
+## fuzz: every fuzz target (fuzz/README.md) for FUZZ_SECONDS each, one after the
+## other under nice; nightly + cargo-fuzz, installed when missing -> target/fuzz/
+## (`make test` replays the committed corpora on stable, no nightly needed)
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+fuzz-setup:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+fuzz: fuzz-setup
+	fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+## fuzz-seed / fuzz-cmin: seeds from the test data (fuzz/seeds.py), and the
+## committed corpora re-minimised with what fuzzing kept (commit fuzz/corpus/)
+fuzz-seed: cli venv
+	rm -rf fuzz/seeds && $(PY) fuzz/seeds.py fuzz/seeds
+fuzz-cmin: fuzz-setup
+	fuzz/cmin.sh $(FUZZ_TARGETS)
+
+## soak: SOAK_SECONDS (default 1800) of mixed protected and unprotected traffic
+## through two Envoys with field encryption at 80 % of the measured capacity;
+## errors, p99 and memory over time -> target/soak/ (soak.png, summary.md)
+SOAK_SECONDS ?= 1800
+soak: build cli bench-setup
+	$(PY) tests/soak/soak.py --seconds $(SOAK_SECONDS)

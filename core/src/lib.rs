@@ -23,6 +23,7 @@ pub mod path;
 pub mod policy;
 pub mod protect;
 pub mod scrub;
+pub mod stream;
 pub mod transport;
 pub mod wire;
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Callable, Mapping, Optional, Union
+
+import yaml
 
 from . import client
 from .envoy import Envoy, guard_values, render, write_ecds
@@ -26,7 +28,8 @@ class GuardStack:
                  bootstrap: Path = ENVOY_DIR / "dpp-guard.yaml",
                  ecds: Path = ENVOY_DIR / "dpp-guard.ecds.yaml",
                  upstream_guard_ecds: Path = ENVOY_DIR / "dpp-upstream-guard.ecds.yaml",
-                 concurrency: int = 1):
+                 concurrency: int = 1,
+                 edit_bootstrap: Optional[Callable[[dict], None]] = None):
         self.pki = pki
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="dpp-stack-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -34,6 +37,9 @@ class GuardStack:
         self.env = dict(env or {})
         self.bootstrap = bootstrap
         self.concurrency = concurrency
+        # Changes the rendered bootstrap in place before Envoy starts (a
+        # test of a variant: HTTP/2 upstream, ALPN on the listener).
+        self.edit_bootstrap = edit_bootstrap
         self.ecds = ecds
         self.upstream_guard_ecds = upstream_guard_ecds
         self.service_leaf = pki.leaf("service")
@@ -60,7 +66,12 @@ class GuardStack:
                     if self.policy is not None else None)
         write_ecds(self.ecds, values["DPP_GUARD_ECDS"], values, policies)
         write_ecds(self.upstream_guard_ecds, values["DPP_UPSTREAM_GUARD_ECDS"], values, policies)
-        self.envoy = Envoy(render(self.bootstrap, values), self.workdir, env=self.env,
+        config = render(self.bootstrap, values)
+        if self.edit_bootstrap is not None:
+            doc = yaml.safe_load(config)
+            self.edit_bootstrap(doc)
+            config = yaml.safe_dump(doc, sort_keys=False)
+        self.envoy = Envoy(config, self.workdir, env=self.env,
                            concurrency=self.concurrency).start()
         self.port = self.envoy.listener_port("dpp_ingress")
         return self

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import struct
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,6 +35,14 @@ class ScriptedResponse:
     status: int = 200
     headers: dict[str, str] = field(default_factory=lambda: {"content-type": "application/json"})
     body: bytes = b'{"ok":true}'
+    # Send the body in chunked transfer encoding, this many bytes per chunk
+    # (each written and flushed on its own).
+    chunk_size: Optional[int] = None
+    # Announce the whole body, send this many bytes of it, then reset the
+    # connection (TCP RST), as a crashing service does.
+    reset_after: Optional[int] = None
+    # Trailers after the body (HTTP/2 services only, tests/support/h2.py).
+    trailers: Optional[dict[str, str]] = None
 
 
 Responder = Callable[[ReceivedRequest], ScriptedResponse]
@@ -57,8 +66,24 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(resp.status)
         for k, v in resp.headers.items():
             self.send_header(k, v)
+        if resp.chunk_size:
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            for i in range(0, len(resp.body), resp.chunk_size):
+                piece = resp.body[i:i + resp.chunk_size]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            return
         self.send_header("content-length", str(len(resp.body)))
         self.end_headers()
+        if resp.reset_after is not None:
+            self.wfile.write(resp.body[:resp.reset_after])
+            self.wfile.flush()
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            self.connection.close()
+            return
         if self.command != "HEAD":
             self.wfile.write(resp.body)
 

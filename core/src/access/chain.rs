@@ -85,11 +85,8 @@ struct Found {
 /// Finds the record in one log line: printed verbatim (Envoy text access
 /// log, plugin log line) or as a JSON string value (Envoy `json_format`).
 fn record_text(line: &str) -> Option<String> {
-    if let Some(idx) = line.find(RECORD_MARKER) {
-        let rest = line.get(idx..)?;
-        let mut it = serde_json::Deserializer::from_str(rest).into_iter::<serde::de::IgnoredAny>();
-        it.next()?.ok()?;
-        return rest.get(..it.byte_offset()).map(str::to_string);
+    if line.contains(RECORD_MARKER) {
+        return record_in(line);
     }
     if line.contains("dpp_access") {
         let v: Value = serde_json::from_str(line.trim()).ok()?;
@@ -98,9 +95,20 @@ fn record_text(line: &str) -> Option<String> {
     None
 }
 
+/// The record printed verbatim somewhere in `text`.
+fn record_in(text: &str) -> Option<String> {
+    let rest = text.get(text.find(RECORD_MARKER)?..)?;
+    let mut it = serde_json::Deserializer::from_str(rest).into_iter::<serde::de::IgnoredAny>();
+    it.next()?.ok()?;
+    rest.get(..it.byte_offset()).map(str::to_string)
+}
+
 fn find_string(v: &Value) -> Option<String> {
     match v {
-        Value::String(s) if s.starts_with(RECORD_MARKER) => Some(s.clone()),
+        // The record alone, or a plugin log line (`... dpp_access {...}`)
+        // that a JSON logger wrapped as its message: a record read from
+        // either form is verified, never skipped.
+        Value::String(s) if s.contains(RECORD_MARKER) => record_in(s),
         Value::Object(m) => m.values().find_map(find_string),
         Value::Array(a) => a.iter().find_map(find_string),
         _ => None,

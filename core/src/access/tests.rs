@@ -208,6 +208,31 @@ fn json_format_access_log_is_read() {
 }
 
 #[test]
+fn a_json_wrapped_plugin_log_line_is_verified_not_skipped() {
+    // Found by fuzzing (fuzz target `chain`): a plugin log line
+    // (`... dpp_access {...}`) that a JSON logger wrapped as its message was
+    // skipped, so a worker whose records all came that way was not checked
+    // at all and a record deleted from it went unnoticed.
+    let wrap = |l: &String| {
+        let rec = l.find(chain::RECORD_MARKER).map(|i| &l[i..]).unwrap();
+        let msg = format!(
+            "[2026-11-29 00:00:00.000][12][info][wasm] wasm log dpp_guard: dpp_access {rec}"
+        );
+        serde_json::json!({"level": "info", "msg": msg}).to_string()
+    };
+    let log: Vec<String> = sealed_log(9).iter().map(wrap).collect();
+    assert!(log
+        .iter()
+        .all(|l| l.contains("wasm log dpp_guard: dpp_access {\\\"dpp_access")));
+    assert_eq!(verify_lines(&log).unwrap().records, 9);
+    let mut gap = log.clone();
+    gap.remove(3); // w1 seq 2
+    let b = verify_lines(&gap).unwrap_err();
+    assert_eq!((b.worker.as_str(), b.seq), ("w1", 3), "{b}");
+    assert!(b.problem.contains("deleted"), "{b}");
+}
+
+#[test]
 fn unsealed_records_do_not_verify() {
     let mut chain = LogChain::new("w".into(), None);
     let line = chain.seal(AccessRecord::build(

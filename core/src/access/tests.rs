@@ -394,7 +394,7 @@ mod properties {
                 let out = AccessRecord::build(&facts(&q), &Actions::default(), &s).path;
                 prop_assert!(out.ends_with(&format!("={expected}")), "{}", out);
             }
-            let crate::scrub::HeaderOutcome::Value(h) = s.header("x-buyer-email", &spelled) else { panic!() };
+            let HeaderOutcome::Value(h) = s.header("x-buyer-email", &spelled) else { panic!() };
             prop_assert_eq!(h, expected);
         }
     }

@@ -15,9 +15,9 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Builds the probe test module for `target` once per test binary (cargo
-/// makes this a no-op when it is up to date).
-fn build_probe(target: &str) -> PathBuf {
+/// Builds the test modules (probe, root-only) for `target` and returns
+/// where they are; cargo makes this a no-op when they are up to date.
+pub fn build_test_modules(target: &str) -> PathBuf {
     let root = workspace_root();
     let target_dir = root.join("target/test-modules");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
@@ -30,19 +30,33 @@ fn build_probe(target: &str) -> PathBuf {
         .expect("cargo runs");
     assert!(
         status.success(),
-        "building the probe module for {target} failed"
+        "building the test modules for {target} failed"
     );
-    target_dir.join(target).join("release/probe.wasm")
+    target_dir.join(target).join("release")
 }
 
 pub fn probe_wasip1() -> &'static Plugin {
     static P: OnceLock<Plugin> = OnceLock::new();
-    P.get_or_init(|| Plugin::load(build_probe("wasm32-wasip1")).expect("probe loads"))
+    P.get_or_init(|| {
+        Plugin::load(build_test_modules("wasm32-wasip1").join("probe.wasm")).expect("probe loads")
+    })
 }
 
 pub fn probe_unknown() -> &'static Plugin {
     static P: OnceLock<Plugin> = OnceLock::new();
-    P.get_or_init(|| Plugin::load(build_probe("wasm32-unknown-unknown")).expect("probe loads"))
+    P.get_or_init(|| {
+        Plugin::load(build_test_modules("wasm32-unknown-unknown").join("probe.wasm"))
+            .expect("probe loads")
+    })
+}
+
+/// A module whose root context offers no HTTP context (test-modules/root-only).
+pub fn root_only() -> &'static Plugin {
+    static P: OnceLock<Plugin> = OnceLock::new();
+    P.get_or_init(|| {
+        Plugin::load(build_test_modules("wasm32-wasip1").join("root_only.wasm"))
+            .expect("root-only loads")
+    })
 }
 
 /// The dpp-guard filter as `make build` produces it.

@@ -188,6 +188,7 @@ impl HttpContext for Probe {
                 for path in [
                     "xds.route_name",
                     "plugin_name",
+                    "plugin_root_id",
                     "plugin_vm_id",
                     "source.address",
                     "request.path",
@@ -242,7 +243,11 @@ impl HttpContext for Probe {
             "http-call" => {
                 let r = self.dispatch_http_call(
                     "auth",
-                    vec![(":method", "POST"), (":path", "/check"), (":authority", "auth")],
+                    vec![
+                        (":method", "POST"),
+                        (":path", "/check"),
+                        (":authority", "auth"),
+                    ],
                     Some(b"who?"),
                     vec![],
                     Duration::from_secs(1),
@@ -286,9 +291,17 @@ impl HttpContext for Probe {
                 let mut l: usize = 0;
                 let key = b":path";
                 let s2 = unsafe {
-                    proxy_get_header_map_value(0, key.as_ptr(), key.len(), 0xffff_fff0usize as *mut *mut u8, &mut l)
+                    proxy_get_header_map_value(
+                        0,
+                        key.as_ptr(),
+                        key.len(),
+                        0xffff_fff0usize as *mut *mut u8,
+                        &mut l,
+                    )
                 };
-                let s3 = unsafe { proxy_get_header_map_value(0, key.as_ptr(), key.len(), &mut p, &mut l) };
+                let s3 = unsafe {
+                    proxy_get_header_map_value(0, key.as_ptr(), key.len(), &mut p, &mut l)
+                };
                 log(&format!("bad pointers -> {s1} {s2} ok={s3}"));
                 Action::Continue
             }
@@ -298,7 +311,14 @@ impl HttpContext for Probe {
                 let mut p: *mut u8 = std::ptr::null_mut();
                 let mut l: usize = 0;
                 let status = unsafe {
-                    proxy_call_foreign_function(name.as_ptr(), name.len(), name.as_ptr(), 0, &mut p, &mut l)
+                    proxy_call_foreign_function(
+                        name.as_ptr(),
+                        name.len(),
+                        name.as_ptr(),
+                        0,
+                        &mut p,
+                        &mut l,
+                    )
                 };
                 let fs = std::fs::read("/etc/hostname").map_err(|e| e.kind());
                 log(&format!("foreign function -> {status}; fs -> {fs:?}"));
@@ -335,7 +355,9 @@ impl HttpContext for Probe {
                 let prepend = set(0, 0, b"<");
                 let middle = set(1, 1, b"?");
                 let append = set(body_size + 1, 0, b">");
-                log(&format!("buffer prepend={prepend} middle={middle} append={append}"));
+                log(&format!(
+                    "buffer prepend={prepend} middle={middle} append={append}"
+                ));
                 Action::Continue
             }
             "late-header" => {

@@ -264,6 +264,9 @@ fn bad_options(message: impl Into<String>) -> Problem {
     Problem::new("bad_options", message)
 }
 
+// Problem is the JS-facing error object, built once per failed call; boxing
+// it would only add an allocation on that path.
+#[allow(clippy::result_large_err)]
 fn parse_options<T: serde::de::DeserializeOwned>(options: &str) -> Result<T, Problem> {
     let options = if options.trim().is_empty() {
         "{}"
@@ -275,6 +278,7 @@ fn parse_options<T: serde::de::DeserializeOwned>(options: &str) -> Result<T, Pro
 
 /// Calls `f` with the envelope [`Field`] of `path` at `pos`: the digest `D`
 /// and the bound fields as canonical JSON, computed by core.
+#[allow(clippy::result_large_err)] // see parse_options
 fn with_field<R>(
     path: &str,
     pos: &Position,

@@ -83,8 +83,9 @@ pub fn rules_from(input: &mut Input<'_>) -> Option<(FieldRules, Vec<Selector>)> 
     let context = crate::text(input.take((flags >> 4) as usize));
     let header = input.consumed_since(before);
     // The fuzzer mostly mutates the body: compile each header once.
+    type Compiled = Option<(FieldRules, Vec<Selector>)>;
     thread_local! {
-        static COMPILED: std::cell::RefCell<std::collections::HashMap<Vec<u8>, Option<(FieldRules, Vec<Selector>)>>> =
+        static COMPILED: std::cell::RefCell<std::collections::HashMap<Vec<u8>, Compiled>> =
             Default::default();
     }
     if let Some(hit) = COMPILED.with(|c| c.borrow().get(header).cloned()) {
@@ -395,7 +396,7 @@ pub fn has_duplicate_members(body: &[u8]) -> bool {
             struct V;
             impl<'de> Visitor<'de> for V {
                 type Value = Dup;
-                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                     f.write_str("JSON")
                 }
                 fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Dup, A::Error> {

@@ -95,13 +95,17 @@ impl RootContext for UpstreamGuardRoot {
         let Some(policy) = self.policy.clone() else {
             return;
         };
-        let waiting: Vec<u32> = self
-            .entries
-            .borrow()
+        // No borrow of the entries lives across a host call (a local reply
+        // can re-enter the module); a busy one is skipped until the next tick.
+        let Ok(entries) = self.entries.try_borrow() else {
+            return;
+        };
+        let waiting: Vec<u32> = entries
             .iter()
             .filter(|(_, e)| e.check.is_waiting())
             .map(|(id, _)| *id)
             .collect();
+        drop(entries);
         for id in waiting {
             if host::set_effective_context(id).is_err() {
                 // The stream no longer exists on Envoy's side.
@@ -110,16 +114,20 @@ impl RootContext for UpstreamGuardRoot {
             }
             let cluster = self
                 .entries
-                .borrow()
-                .get(&id)
-                .and_then(|e| e.check.cluster().cloned());
+                .try_borrow()
+                .ok()
+                .and_then(|entries| entries.get(&id).and_then(|e| e.check.cluster().cloned()));
             match ConnectionFacts::read(&policy.transport.upstream, cluster.as_ref()) {
                 Ok(facts) => self.step(&policy, id, Look::Saw(facts.observation())),
                 Err(fault) => self.step(&policy, id, Look::Failed(fault)),
             }
             // Effective context reverts when the callback returns.
         }
-        if !self.entries.borrow().values().any(|e| e.check.is_waiting()) {
+        let idle = self
+            .entries
+            .try_borrow()
+            .is_ok_and(|entries| !entries.values().any(|e| e.check.is_waiting()));
+        if idle {
             let _ = host::set_tick_period(Duration::ZERO);
         }
     }
@@ -158,7 +166,9 @@ impl UpstreamGuardRoot {
             (step, entry.method.clone(), entry.check.pooled())
         };
         if matches!(look, Look::Saw(Observation::Gone)) {
-            self.entries.borrow_mut().remove(&id);
+            if let Ok(mut entries) = self.entries.try_borrow_mut() {
+                entries.remove(&id);
+            }
         }
         apply(step, &method, pooled, Resume::FromTick);
     }

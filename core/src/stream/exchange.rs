@@ -182,8 +182,13 @@ impl Exchange {
 
     /// The stream is complete: the plaintext watch and the access record.
     pub fn on_log(&mut self, props: &mut impl PropertySource) -> Effects {
-        self.phase = Phase::Log;
+        let before = std::mem::replace(&mut self.phase, Phase::Log);
         let mut fx = Effects::default();
+        if before == Phase::Created && self.guard.policy().logging.access_records.covers(false) {
+            // The request never reached this filter (a filter before it
+            // answered): recorded with what the stream's properties say.
+            self.record = Some(Box::default());
+        }
         if self.watch {
             match self.watch_upstream(props) {
                 Ok(Some(event)) => {

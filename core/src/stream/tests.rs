@@ -979,6 +979,22 @@ fn records_cover_the_requests_the_policy_says() {
 }
 
 #[test]
+fn a_request_answered_before_this_filter_is_recorded_when_records_cover_all() {
+    for (setting, recorded) in [("all", true), ("protected", false)] {
+        let g = guard(with(base(), "logging.access_records", json!(setting)));
+        let mut x = g.open();
+        let mut p = full_props().with_u64(Property::ResponseCode, 429);
+        let fx = x.on_log(&mut p);
+        assert_eq!(fx.record.is_some(), recorded, "{setting}");
+        if let Some(r) = fx.record {
+            assert_eq!(r.status, Some(429));
+            assert_eq!(r.policy_route, None);
+        }
+        assert!(fx.events.is_empty(), "nothing went upstream from here");
+    }
+}
+
+#[test]
 fn the_mtls_subject_is_the_principal_when_no_header_names_one() {
     let g = guard(base());
     let mut x = g.open();

@@ -44,26 +44,30 @@ envoy: venv
 	@$(ENVOY) --version | head -1
 
 ## oci: reproducible OCI image of the filter (no Docker daemon), Istio "compat"
-## variant, in $(OCI_OUT)/dpp-guard; prints its manifest digest and writes the
-## deploy/ manifests pinned to it under $(OCI_OUT)/deploy (deploy/ untouched)
+## variant, in $(OCI_OUT)/dpp-guard; prints its manifest digest and the sha256 of
+## plugin.wasm ($(OCI_OUT)/plugin.wasm) and writes the deploy/ manifests pinned
+## to them under $(OCI_OUT)/deploy (deploy/ untouched)
 OCI_OUT ?= target/oci
 OCI_LAYOUT = $(OCI_OUT)/dpp-guard
 OCI_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 IMAGE ?= registry.example.com/dpp-guard/dpp-guard
 SKOPEO_FLAGS ?=
+PINS = --digest-file $(OCI_OUT)/digest --module-digest-file $(OCI_OUT)/module-digest
 oci: build
-	python3 deploy/tools/oci_image.py build --wasm $(WASM) --out $(OCI_LAYOUT) --tag $(OCI_TAG) --digest-file $(OCI_OUT)/digest
+	python3 deploy/tools/oci_image.py build --wasm $(WASM) --out $(OCI_LAYOUT) --tag $(OCI_TAG) --digest-file $(OCI_OUT)/digest --module-digest-file $(OCI_OUT)/module-digest
 	python3 deploy/tools/oci_image.py check $(OCI_LAYOUT):$(OCI_TAG)
-	python3 deploy/tools/pin.py --digest-file $(OCI_OUT)/digest --out $(OCI_OUT)/deploy
+	cp $(WASM) $(OCI_OUT)/plugin.wasm
+	python3 deploy/tools/pin.py $(PINS) --out $(OCI_OUT)/deploy
 	@echo "image $(IMAGE):$(OCI_TAG) digest $$(cat $(OCI_OUT)/digest)"
+	@echo "module $(OCI_OUT)/plugin.wasm (publish it for the Envoy Gateway upstream guard) sha256 $$(cat $(OCI_OUT)/module-digest)"
 
-## oci-pin: rewrite the digest pinned in deploy/ to the image just built (release step; commit it)
+## oci-pin: rewrite the digests pinned in deploy/ to the build just made (release step; commit it)
 oci-pin: oci
-	python3 deploy/tools/pin.py --digest-file $(OCI_OUT)/digest --in-place
+	python3 deploy/tools/pin.py $(PINS) --in-place
 
-## check-pin: fail unless deploy/ pins the image built from the current .wasm
+## check-pin: fail unless deploy/ pins the image and module built from the current .wasm
 check-pin: oci
-	python3 deploy/tools/pin.py --digest-file $(OCI_OUT)/digest --check
+	python3 deploy/tools/pin.py $(PINS) --check
 
 ## oci-push: push the image keeping its digest, e.g. make oci-push IMAGE=reg.corp/sec/dpp-guard
 oci-push: oci
@@ -74,7 +78,7 @@ test-deploy: build cli venv
 	$(PY) -m pytest tests/deploy -q
 
 ## test: native unit tests, then end-to-end tests against a real Envoy
-test: test-unit test-e2e bench-smoke
+test: test-unit test-e2e bench-smoke test-web
 
 # The harness tests build their probe test modules themselves (into
 # target/test-modules) and run the plugin's behaviour tests and every
@@ -140,6 +144,54 @@ bench: bench-setup bench-build
 bench-smoke: bench-setup bench-build
 	$(PY) bench/run.py --smoke
 	$(PY) bench/vm.py --smoke
+
+## npm: the npm package of web/ (Node 20+ and browsers): target/npm/dpp-guard-<version>.tgz,
+## unpacked in target/npm/package. The wasm-bindgen CLI is installed into target/tools,
+## at exactly the version of the wasm-bindgen crate in Cargo.lock.
+
+.PHONY: npm test-web playground wasm-bindgen-cli web-deps chromium
+WEB_WASM := target/wasm32-unknown-unknown/web/dpp_guard_web.wasm
+WASM_BINDGEN_VERSION = $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"/\1/p;}' Cargo.lock)
+WASM_BINDGEN := target/tools/bin/wasm-bindgen
+NPM_OUT := target/npm
+NPM_PKG := $(NPM_OUT)/package
+WEB_MODULE_BUDGET := 1048576
+
+wasm-bindgen-cli:
+	@$(WASM_BINDGEN) --version 2>/dev/null | grep -qx "wasm-bindgen $(WASM_BINDGEN_VERSION)" || \
+	  $(CARGO) install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --locked --root target/tools
+
+npm: toolchain wasm-bindgen-cli
+	$(CARGO) build -p dpp-guard-web --target wasm32-unknown-unknown --profile web
+	rm -rf $(NPM_PKG) $(NPM_OUT)/dpp-guard-*.tgz && mkdir -p $(NPM_PKG)/wasm
+	$(WASM_BINDGEN) --target web --out-dir $(NPM_PKG)/wasm $(WEB_WASM)
+	cp web/npm/package.json web/npm/api.js web/npm/index.js web/npm/node.js web/npm/index.d.ts web/npm/README.md $(NPM_PKG)/
+	@size=$$(stat -c %s $(NPM_PKG)/wasm/dpp_guard_web_bg.wasm); \
+	  echo "web module: $$size bytes (budget $(WEB_MODULE_BUDGET))"; test $$size -le $(WEB_MODULE_BUDGET)
+	cd $(NPM_OUT) && npm pack ./package --pack-destination . --silent
+	@ls -l $(NPM_OUT)/dpp-guard-*.tgz
+
+## playground: the policy playground on http://127.0.0.1:$(PLAYGROUND_PORT)/ (Ctrl-C stops it)
+PLAYGROUND_PORT ?= 8417
+playground: npm
+	node web/playground/serve.mjs --port $(PLAYGROUND_PORT)
+
+# Dev dependencies of the tests (playwright-core), from package-lock.json.
+web-deps: web/node_modules/.installed
+web/node_modules/.installed: web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --silent
+	touch $@
+
+# Debian's Chromium for the browser tests.
+chromium:
+	@command -v chromium >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
+
+## test-web: Node tests of the package (RFC 8452 and envelope vectors, interop with the
+## CLI and with the filter in Envoy) and the playground in headless Chromium
+test-web: npm web-deps chromium build test-bins venv
+	rm -rf web/node_modules/dpp-guard && mkdir -p web/node_modules/dpp-guard
+	tar -xzf $(NPM_OUT)/dpp-guard-*.tgz -C web/node_modules/dpp-guard --strip-components=1
+	cd web && node --test --test-concurrency=1 tests/
 
 ## fuzz: every fuzz target (fuzz/README.md) for FUZZ_SECONDS each, one after the
 ## other under nice; nightly + cargo-fuzz, installed when missing -> target/fuzz/

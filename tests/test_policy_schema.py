@@ -97,7 +97,10 @@ def test_invalid_policy_is_refused_by_schema_and_plugin(text, field, tmp_path):
     assert f"field `{field}`" in r.stderr, r.stderr
 
 
-def test_the_ecds_policy_is_the_example_file():
-    doc = yaml.safe_load((ENVOY_DIR / "dpp-guard.ecds.yaml").read_text())
+@pytest.mark.parametrize("ecds, policy", [("dpp-guard.ecds.yaml", "orders.json"),
+                                          ("hop-a-encrypt.ecds.yaml", "hop-a-encrypt.json"),
+                                          ("hop-b-decrypt.ecds.yaml", "hop-b-decrypt.json")])
+def test_the_ecds_policy_is_the_example_file(ecds, policy):
+    doc = yaml.safe_load((ENVOY_DIR / ecds).read_text())
     inline = doc["resources"][0]["typed_config"]["config"]["configuration"]["value"]
-    assert json.loads(inline) == json.loads((ENVOY_DIR / "policies" / "orders.json").read_text())
+    assert json.loads(inline) == json.loads((ENVOY_DIR / "policies" / policy).read_text())

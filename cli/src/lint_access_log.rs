@@ -4,9 +4,10 @@
 //! scrubbed record (`%FILTER_STATE(wasm.dpp_access_log:PLAIN)%`) is the
 //! request data a log may hold (docs/logging.md).
 
+use dpp_core::wire::{ACCESS_LOG_FILTER_STATE, ACCESS_LOG_FORMAT_OPERATOR};
 use serde_json::Value;
 
-use crate::lint_envoy::{Doc, Finding};
+use crate::findings::{Doc, Finding};
 
 /// Operators that print nothing a client chose or that identifies a person.
 const SAFE: &[&str] = &[
@@ -35,8 +36,13 @@ const SAFE: &[&str] = &[
     "HOSTNAME",
 ];
 
-/// The one filter-state object that is safe to print: the scrubbed record.
-const RECORD: &str = "FILTER_STATE(wasm.dpp_access_log";
+/// The one filter-state object that is safe to print: the scrubbed record
+/// (`FILTER_STATE(wasm.dpp_access_log` with any serializer and length).
+fn is_record(op: &str) -> bool {
+    op.strip_prefix("FILTER_STATE(")
+        .and_then(|rest| rest.strip_prefix(ACCESS_LOG_FILTER_STATE))
+        .is_some_and(|rest| rest.starts_with([':', ')']))
+}
 
 /// `%OPERATOR%` tokens in a format string: a name, an optional `(...)`
 /// argument (which may itself hold `%`, as in `%START_TIME(%s)%`), an
@@ -82,7 +88,7 @@ fn operators(text: &str) -> Vec<String> {
 }
 
 fn is_safe(op: &str) -> bool {
-    if op.starts_with(RECORD) {
+    if is_record(op) {
         return true;
     }
     let name = op.split(['(', ':']).next().unwrap_or(op);
@@ -143,14 +149,14 @@ fn walk(d: &Doc, v: &Value, at: String, out: &mut Vec<Finding>) {
 fn check(d: &Doc, log: &Value, at: String, out: &mut Vec<Finding>) {
     let tc = log.get("typed_config").unwrap_or(&Value::Null);
     let ty = type_name(tc);
-    let fix = "print only dpp_guard's scrubbed record: log_format.text_format_source.inline_string \"%FILTER_STATE(wasm.dpp_access_log:PLAIN)%\\n\" (docs/logging.md); %START_TIME%, %RESPONSE_CODE%, %DURATION% and similar are fine";
+    let fix = format!("print only dpp_guard's scrubbed record: log_format.text_format_source.inline_string \"{ACCESS_LOG_FORMAT_OPERATOR}\\n\" (docs/logging.md); %START_TIME%, %RESPONSE_CODE%, %DURATION% and similar are fine");
     if ty.ends_with("HttpGrpcAccessLogConfig") || ty.ends_with("TcpGrpcAccessLogConfig") {
         out.push(Finding {
             file: d.file.clone(),
             code: "access-log-pii",
             path: format!("{at}.typed_config"),
             message: "the gRPC access log service always sends the request path, the client address and request headers: PII under the data protection policy".into(),
-            fix: "use the file, stdout or OpenTelemetry access logger with a format that prints %FILTER_STATE(wasm.dpp_access_log:PLAIN)%".into(),
+            fix: format!("use the file, stdout or OpenTelemetry access logger with a format that prints {ACCESS_LOG_FORMAT_OPERATOR}"),
         });
         return;
     }
@@ -164,7 +170,7 @@ fn check(d: &Doc, log: &Value, at: String, out: &mut Vec<Finding>) {
             code: "access-log-default-format",
             path: format!("{at}.typed_config"),
             message: "an access log without a format uses Envoy's default, which prints the path with its query string, user-agent, x-forwarded-for and the upstream host".into(),
-            fix: fix.into(),
+            fix,
         });
         return;
     }
@@ -188,7 +194,7 @@ fn check(d: &Doc, log: &Value, at: String, out: &mut Vec<Finding>) {
             code: "access-log-pii",
             path: format!("{at}.typed_config"),
             message: format!("the access log prints {list}: request data that can carry PII (query strings, addresses, device data, cookies) unscrubbed"),
-            fix: fix.into(),
+            fix,
         });
     }
 }
@@ -204,6 +210,8 @@ mod tests {
             ["START_TIME", "REQ(:PATH)", "BYTES_SENT", "UPSTREAM_HOST"]
         );
         assert!(is_safe("FILTER_STATE(wasm.dpp_access_log:PLAIN)"));
+        assert!(is_safe("FILTER_STATE(wasm.dpp_access_log)"));
+        assert!(!is_safe("FILTER_STATE(wasm.dpp_access_log_raw:PLAIN)"));
         assert_eq!(
             operators("[%START_TIME(%Y-%m-%dT%H:%M:%S)%] %REQ(USER-AGENT):64% 5%"),
             ["START_TIME(%Y-%m-%dT%H:%M:%S)", "REQ(USER-AGENT):64"]

@@ -8,10 +8,12 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use serde::Serialize;
+use dpp_core::policy::{ClusterRule, Policy};
 use serde_json::Value;
+
+use crate::findings::{finding, load, Doc, Finding};
 
 const WASM_TYPE: &str = "envoy.extensions.filters.http.wasm.v3.Wasm";
 const HCM_TYPE: &str =
@@ -22,35 +24,6 @@ const DOWNSTREAM_TLS_TYPE: &str = "envoy.extensions.transport_sockets.tls.v3.Dow
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 const GUARD_ROOT: &str = dpp_core::wire::ROOT_ID;
 const UPSTREAM_GUARD_ROOT: &str = dpp_core::wire::UPSTREAM_GUARD_ROOT_ID;
-
-/// One problem in one file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Finding {
-    pub file: String,
-    /// Stable identifier, e.g. `cluster-without-tls`.
-    pub code: &'static str,
-    /// Where in the file, e.g. `static_resources.clusters[1]`.
-    pub path: String,
-    pub message: String,
-    pub fix: String,
-}
-
-/// A parsed input file.
-pub struct Doc {
-    pub file: String,
-    pub value: Value,
-}
-
-pub fn load(path: &Path) -> Result<Doc, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    // YAML is a superset of JSON: one parser reads both.
-    let value: Value = serde_norway::from_str(&text)
-        .map_err(|e| format!("{}: not YAML or JSON: {e}", path.display()))?;
-    Ok(Doc {
-        file: path.display().to_string(),
-        value,
-    })
-}
 
 /// A Wasm filter configuration found somewhere, with where it was found.
 struct WasmFilter {
@@ -63,10 +36,57 @@ struct WasmFilter {
 }
 
 impl WasmFilter {
-    fn policy(&self) -> Option<Value> {
-        let text = self.config.pointer("/configuration/value")?.as_str()?;
-        serde_json::from_str(text).ok()
+    /// One of dpp_guard's two filters: its configuration is a policy.
+    fn is_dpp_guard(&self) -> bool {
+        self.root_id == GUARD_ROOT || self.root_id == UPSTREAM_GUARD_ROOT
     }
+
+    /// The plugin configuration as Envoy hands it to the module.
+    fn configuration(&self) -> Option<&str> {
+        self.config.pointer("/configuration/value")?.as_str()
+    }
+}
+
+/// What the policies of dpp_guard's filters say about the configuration
+/// around them, read with the parser the plugin uses (`Policy::from_json`),
+/// so lint-envoy and the plugin cannot disagree on what a policy means.
+#[derive(Default)]
+struct PolicyFacts {
+    /// Clusters a policy exempts from the upstream TLS guard.
+    exempt: BTreeSet<String>,
+    /// A downstream policy declares a trusted TLS terminator in front.
+    trusted_terminator: bool,
+}
+
+fn read_policies(filters: &[&WasmFilter], out: &mut Vec<Finding>) -> PolicyFacts {
+    let mut facts = PolicyFacts::default();
+    for w in filters.iter().filter(|w| w.is_dpp_guard()) {
+        let Some(text) = w.configuration() else {
+            continue;
+        };
+        let policy = match Policy::from_json(text.as_bytes()) {
+            Ok(p) => p,
+            Err(e) => {
+                out.push(finding(
+                    &w.file,
+                    "policy-invalid",
+                    format!("{}.configuration.value", w.path),
+                    format!("the policy of filter {:?} is refused by dpp_guard ({e}): the plugin does not start and Envoy answers 500 on every request it would see", w.name),
+                    "fix the field named (docs/policy.md); `dpp-guard validate-policy FILE` checks a policy with the same parser",
+                ));
+                continue;
+            }
+        };
+        for (name, rule) in &policy.transport.upstream.clusters {
+            if matches!(rule, ClusterRule::Exempt { .. }) {
+                facts.exempt.insert(name.as_str().to_string());
+            }
+        }
+        if w.root_id == GUARD_ROOT && policy.transport.downstream.trusted_tls_terminator {
+            facts.trusted_terminator = true;
+        }
+    }
+    facts
 }
 
 /// Lints the given files together: the first bootstrap's ECDS resources may
@@ -93,28 +113,7 @@ pub fn lint(docs: &[Doc]) -> Vec<Finding> {
     let all_wasm: Vec<&WasmFilter> = inline.iter().chain(ecds.iter()).collect();
 
     // What the policies say, wherever they are.
-    let mut exempt: BTreeSet<String> = BTreeSet::new();
-    let mut trusted_terminator = false;
-    for w in &all_wasm {
-        if let Some(policy) = w.policy() {
-            if let Some(clusters) = policy
-                .pointer("/transport/upstream/clusters")
-                .and_then(Value::as_object)
-            {
-                for (name, rule) in clusters {
-                    if rule.get("exempt").is_some() {
-                        exempt.insert(name.clone());
-                    }
-                }
-            }
-            if w.root_id == GUARD_ROOT
-                && policy.pointer("/transport/downstream/trusted_tls_terminator")
-                    == Some(&Value::Bool(true))
-            {
-                trusted_terminator = true;
-            }
-        }
-    }
+    let facts = read_policies(&all_wasm, &mut out);
 
     for w in &all_wasm {
         lint_key_material(w, &mut out);
@@ -125,8 +124,8 @@ pub fn lint(docs: &[Doc]) -> Vec<Finding> {
         }
         lint_admin(d, &mut out);
         crate::lint_access_log::lint(d, &mut out);
-        lint_clusters(d, &exempt, &mut out);
-        lint_listeners(d, &ecds, trusted_terminator, &mut out);
+        lint_clusters(d, &facts.exempt, &mut out);
+        lint_listeners(d, &ecds, facts.trusted_terminator, &mut out);
     }
     out
 }
@@ -245,16 +244,6 @@ fn ecds_paths(v: &Value) -> Vec<PathBuf> {
 
 // ---- the checks ---------------------------------------------------------------------
 
-fn finding(file: &str, code: &'static str, path: String, message: String, fix: &str) -> Finding {
-    Finding {
-        file: file.to_string(),
-        code,
-        path,
-        message,
-        fix: fix.to_string(),
-    }
-}
-
 fn lint_admin(d: &Doc, out: &mut Vec<Finding>) {
     let Some(addr) = d.value.pointer("/admin/address/socket_address") else {
         return;
@@ -308,7 +297,7 @@ fn lint_clusters(d: &Doc, exempt: &BTreeSet<String>, out: &mut Vec<Finding>) {
                     "cluster-http-filters",
                     format!("{at}.typed_extension_protocol_options.{HTTP_PROTOCOL_OPTIONS}.http_filters"),
                     format!("cluster {name:?} has its own upstream http_filters: they replace the router's upstream_http_filters, so the upstream TLS guard does not run for it"),
-                    "remove http_filters from the cluster; put upstream filters in the Router's upstream_http_filters, after dpp_upstream_guard and before envoy.filters.http.upstream_codec",
+                    &format!("remove http_filters from the cluster; put upstream filters in the Router's upstream_http_filters, after {UPSTREAM_GUARD_ROOT} and before envoy.filters.http.upstream_codec"),
                 ));
             }
         }
@@ -453,8 +442,8 @@ fn lint_router(file: &str, router: &Value, at: &str, ecds: &[WasmFilter], out: &
             file,
             "router-without-upstream-guard",
             format!("{at}.typed_config.upstream_http_filters"),
-            "the router has no dpp_upstream_guard upstream filter: nothing stops a request from being sent over a plaintext connection".into(),
-            "add to the Router's upstream_http_filters the Wasm filter with root_id dpp_upstream_guard (see envoy/dpp-guard.yaml), followed by envoy.filters.http.upstream_codec",
+            format!("the router has no {UPSTREAM_GUARD_ROOT} upstream filter: nothing stops a request from being sent over a plaintext connection"),
+            &format!("add to the Router's upstream_http_filters the Wasm filter with root_id {UPSTREAM_GUARD_ROOT} (see envoy/dpp-guard.yaml), followed by envoy.filters.http.upstream_codec"),
         ));
     }
 }
@@ -585,23 +574,4 @@ fn scan_json(v: &Value, path: &str, hits: &mut Vec<String>) {
 fn is_env_name(s: &str) -> bool {
     s.bytes()
         .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-}
-
-// ---- output ----------------------------------------------------------------------------
-
-pub fn render_text(findings: &[Finding]) -> String {
-    let mut s = String::new();
-    for f in findings {
-        let _ = writeln!(
-            s,
-            "{}: {} at {}\n  {}\n  fix: {}",
-            f.file, f.code, f.path, f.message, f.fix
-        );
-    }
-    let _ = writeln!(s, "{} finding(s)", findings.len());
-    s
-}
-
-pub fn render_json(findings: &[Finding]) -> String {
-    serde_json::json!({ "findings": findings, "count": findings.len() }).to_string()
 }

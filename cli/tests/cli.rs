@@ -80,3 +80,90 @@ fn encrypt_decrypt_and_rotate() {
     assert!(!String::from_utf8_lossy(&t.stderr).contains(secret));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+fn output(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = bin().args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn version_and_per_command_help() {
+    let (code, stdout, _) = output(&["--version"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        stdout.trim(),
+        format!("dpp-guard {}", env!("CARGO_PKG_VERSION"))
+    );
+    for (command, mentions) in [
+        ("validate-policy", "<FILE>"),
+        ("keygen", "<ID>"),
+        ("encrypt", "--keys-env <VAR>"),
+        ("decrypt", "--direction <DIRECTION>"),
+        ("lint-envoy", "--json"),
+        ("verify-log", "--key-env <NAME>"),
+        ("completions", "<SHELL>"),
+    ] {
+        let (code, stdout, _) = output(&[command, "--help"]);
+        assert_eq!(code, Some(0), "{command} --help");
+        assert!(
+            stdout.contains(&format!("Usage: dpp-guard {command}")) && stdout.contains(mentions),
+            "{command} --help:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn usage_errors_name_the_bad_argument_and_exit_2() {
+    for (args, names) in [
+        (&["keygen", "bad id"][..], "'bad id' for '<ID>'"),
+        (&["keygen", "primary"][..], "'primary' for '<ID>'"),
+        (
+            &[
+                "encrypt",
+                "--policy",
+                "p.json",
+                "--route",
+                "r",
+                "--direction",
+                "up",
+            ][..],
+            "'up' for '--direction <DIRECTION>'",
+        ),
+        (&["encrypt", "--route", "r"][..], "--policy <FILE>"),
+        (&["lint-envoy", "--jsn", "x.yaml"][..], "'--jsn'"),
+        (&["lint-envoy"][..], "<FILE>..."),
+        (&["verify-log", "--key-env"][..], "--key-env <NAME>"),
+        (&["frobnicate"][..], "'frobnicate'"),
+    ] {
+        let (code, stdout, stderr) = output(args);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+        assert!(stderr.contains(names), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn completions_cover_every_command() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let (code, stdout, stderr) = output(&["completions", shell]);
+        assert_eq!(code, Some(0), "{shell}: {stderr}");
+        for command in [
+            "validate-policy",
+            "keygen",
+            "encrypt",
+            "lint-envoy",
+            "verify-log",
+        ] {
+            assert!(
+                stdout.contains(command),
+                "{shell} completion lacks {command}"
+            );
+        }
+    }
+    let (code, _, _) = output(&["completions", "cmd.exe"]);
+    assert_eq!(code, Some(2));
+}

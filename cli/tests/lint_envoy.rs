@@ -57,6 +57,10 @@ fn every_finding_is_reported_with_its_path_and_a_fix() {
     let got = codes_and_paths(&findings);
     let hcm = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config";
     let expected = [
+        (
+            "policy-invalid",
+            format!("{hcm}.http_filters[0].typed_config.config.configuration.value"),
+        ),
         ("admin-not-loopback", "admin.address.socket_address.address".to_string()),
         ("cluster-without-tls", "static_resources.clusters[0].transport_socket".to_string()),
         (
@@ -100,7 +104,7 @@ fn key_values_are_reported_by_name_without_echoing_the_secret() {
     let out = run(&[fixture("bad-envoy.yaml").to_str().unwrap()]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("fix: "), "{text}");
-    assert!(text.contains("8 finding(s)"), "{text}");
+    assert!(text.contains("9 finding(s)"), "{text}");
     assert!(
         !text.contains("q83vASNFZ4mrze8BI0VniavN7wEjRWeJq83vASNFZ4k="),
         "the lint must not print the key it found"
@@ -129,6 +133,75 @@ fn an_exemption_only_covers_the_named_cluster() {
             "static_resources.clusters[1].transport_socket".to_string()
         )]
     );
+}
+
+/// Policies are read with the plugin's parser: an exemption in a policy the
+/// plugin refuses exempts nothing, and the refusal itself is a finding.
+#[test]
+fn an_exemption_counts_only_in_a_policy_the_plugin_accepts() {
+    let good = std::fs::read_to_string(fixture("good-envoy.json")).unwrap();
+    for (broken, field) in [
+        // No reason: the plugin refuses the exemption.
+        (
+            good.replace(
+                r#"{\"exempt\":{\"reason\":\"vendor link\"}}"#,
+                r#"{\"exempt\":{}}"#,
+            ),
+            "transport.upstream.clusters.legacy.exempt",
+        ),
+        // Misspelt field beside it: unknown fields are errors.
+        (
+            good.replace(r#"\"version\":1,"#, r#"\"version\":1,\"rutes\":[],"#),
+            "rutes",
+        ),
+    ] {
+        assert_ne!(broken, good, "the fixture changed");
+        let p = write_temp("invalid-policy.json", &broken);
+        let (code, findings) = json_findings(&[p.to_str().unwrap()]);
+        assert_eq!(code, 1);
+        let codes: Vec<&str> = findings
+            .iter()
+            .map(|f| f["code"].as_str().unwrap())
+            .collect();
+        assert!(codes.contains(&"policy-invalid"), "{findings:#?}");
+        assert!(codes.contains(&"cluster-without-tls"), "{findings:#?}");
+        let invalid = findings
+            .iter()
+            .find(|f| f["code"] == "policy-invalid")
+            .unwrap();
+        assert!(
+            invalid["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("field `{field}`")),
+            "{invalid:#?}"
+        );
+    }
+}
+
+/// Only dpp_guard's filters carry a policy: another Wasm filter's
+/// configuration is neither checked as one nor trusted for exemptions.
+#[test]
+fn another_wasm_filter_configuration_is_not_a_policy() {
+    let good = std::fs::read_to_string(fixture("good-envoy.json")).unwrap();
+    let other = good
+        .replace(
+            r#""root_id": "dpp_upstream_guard""#,
+            r#""root_id": "other""#,
+        )
+        .replace(
+            r#"\"version\":1,"#,
+            r#"\"version\":1,\"not_a_policy_field\":1,"#,
+        );
+    assert_ne!(other, good, "the fixture changed");
+    let p = write_temp("other-filter.json", &other);
+    let (_, findings) = json_findings(&[p.to_str().unwrap()]);
+    let codes: Vec<&str> = findings
+        .iter()
+        .map(|f| f["code"].as_str().unwrap())
+        .collect();
+    assert!(!codes.contains(&"policy-invalid"), "{findings:#?}");
+    assert!(codes.contains(&"cluster-without-tls"), "{findings:#?}");
 }
 
 #[test]

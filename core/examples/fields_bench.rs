@@ -58,15 +58,16 @@ fn time(iters: usize, mut f: impl FnMut()) -> f64 {
 fn main() {
     let policy = Policy::from_json(
         br#"{"version":1,"keys":{"env":"K"},"routes":[{"name":"o",
-            "encrypt":[{"direction":"request","preset":"sp-api-orders"}],
-            "decrypt":[{"direction":"response","preset":"sp-api-orders"}]},
+            "encrypt":[{"direction":"request","preset":"sp-api-orders"}]},
+            {"name":"o-dec","decrypt":[{"direction":"request","preset":"sp-api-orders"}]},
             {"name":"scan","encrypt":[{"direction":"request","selectors":["$.nothing.here"]}]}]}"#,
     )
     .unwrap();
     let route = &policy.routes[0];
     let enc = route.fields(Direction::Request).unwrap();
-    let dec = route.fields(Direction::Response).unwrap();
-    let scan = policy.routes[1].fields(Direction::Request).unwrap();
+    // The hop that opens what `enc` sealed: same direction (authenticated).
+    let dec = policy.routes[1].fields(Direction::Request).unwrap();
+    let scan = policy.routes[2].fields(Direction::Request).unwrap();
     let ring = Keyring::parse("k1=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8").unwrap();
 
     println!("| body | fields | serde_json parse+serialize | scan only | splice encrypt | splice decrypt | encrypt / floor | per field (enc) |");

@@ -36,6 +36,23 @@ impl LocalReply {
     }
 
     pub const CONTENT_TYPE: &'static str = "application/json";
+
+    /// The headers every local reply carries: a JSON body nobody may cache.
+    pub fn headers(&self) -> [(&'static str, &'static str); 2] {
+        [
+            ("content-type", Self::CONTENT_TYPE),
+            ("cache-control", "no-store"),
+        ]
+    }
+
+    /// The answer of a filter whose policy is not loaded (fail closed).
+    pub fn policy_not_loaded() -> LocalReply {
+        LocalReply::json(
+            500,
+            "policy_not_loaded",
+            "the data protection policy is not loaded; the request was not forwarded",
+        )
+    }
 }
 
 /// Headers the filter adds to or sets on the response.

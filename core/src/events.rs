@@ -157,6 +157,10 @@ event_kinds! {
     EnvelopeRejected = "envelope_rejected", High, Crypto;
     /// Sealing a field failed (random source); nothing was forwarded.
     EncryptionFailed = "encryption_failed", High, Crypto;
+    /// The proxy could not hand over or change what a decision needs (a
+    /// header map, a body, a property): the stream was refused, or reset if
+    /// even the refusal failed; at log time the record lacks that fact.
+    HostCallFailed = "host_call_failed", High, Refusal;
 }
 
 /// Counter of access records written (one per request the filter saw).
@@ -230,6 +234,11 @@ impl SecurityEvent {
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
         self
+    }
+
+    /// The counters this event adds one to: its kind's and its severity's.
+    pub fn counters(&self) -> [&'static str; 2] {
+        [self.event.metric_name(), self.severity.metric_name()]
     }
 
     /// The event as one log line: a fixed prefix, then a JSON object.

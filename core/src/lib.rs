@@ -11,11 +11,13 @@ pub mod crypto;
 pub mod decision;
 pub mod events;
 pub mod json;
+pub mod kdf;
 pub mod logkey;
 pub mod path;
 pub mod policy;
 pub mod protect;
 pub mod scrub;
+pub mod stream;
 pub mod transport;
 pub mod wire;
 

@@ -57,6 +57,8 @@ pub enum UpstreamRefusal {
     IdentityMismatch,
     /// The connection did not exist within the wait bound.
     WaitExpired,
+    /// Envoy could not hand over the connection's facts.
+    Unverifiable,
 }
 
 impl UpstreamRefusal {
@@ -83,6 +85,11 @@ impl UpstreamRefusal {
                 "upstream_connect_wait",
                 "no upstream connection within the policy's wait bound; the request was not sent",
             ),
+            UpstreamRefusal::Unverifiable => LocalReply::json(
+                502,
+                "check_unavailable",
+                "the upstream connection could not be checked; the request was not sent",
+            ),
         }
     }
 
@@ -92,6 +99,7 @@ impl UpstreamRefusal {
             UpstreamRefusal::TlsTooOld => EventKind::UpstreamTlsVersionRefused,
             UpstreamRefusal::IdentityMismatch => EventKind::UpstreamIdentityRefused,
             UpstreamRefusal::WaitExpired => EventKind::UpstreamWaitExpired,
+            UpstreamRefusal::Unverifiable => EventKind::HostCallFailed,
         }
     }
 }
@@ -175,6 +183,25 @@ pub enum Step {
     Settled,
 }
 
+impl Step {
+    /// The guard's outcome counter for this step (`pooled`: the decision
+    /// was made on the first look), if the step is an outcome.
+    pub fn counter(&self, pooled: bool) -> Option<&'static str> {
+        use crate::wire::upstream_metrics as m;
+        match self {
+            Step::Allow if pooled => Some(m::ALLOWED_POOLED),
+            Step::Allow => Some(m::ALLOWED_NEW),
+            Step::Refuse { event, .. } if event.event == EventKind::UpstreamWaitExpired => {
+                Some(m::WAIT_EXPIRED)
+            }
+            Step::Refuse { .. } if pooled => Some(m::REFUSED_POOLED),
+            Step::Refuse { .. } => Some(m::REFUSED_NEW),
+            Step::Abandon { .. } => Some(m::GONE),
+            Step::Wait | Step::Settled => None,
+        }
+    }
+}
+
 /// The guard's decision for one upstream request, as a state machine.
 #[derive(Debug, Clone)]
 pub struct UpstreamCheck {
@@ -254,6 +281,22 @@ impl UpstreamCheck {
         }
     }
 
+    /// The connection's facts could not be read: the request is refused
+    /// (fail closed), never sent on facts the guard did not see.
+    pub fn host_failed(&mut self, fault: crate::stream::HostFault) -> Step {
+        if self.state != CheckState::Waiting {
+            return Step::Settled;
+        }
+        self.state = CheckState::Refused(UpstreamRefusal::Unverifiable);
+        Step::Refuse {
+            reply: UpstreamRefusal::Unverifiable.reply(),
+            event: self.event(EventKind::HostCallFailed).detail(format!(
+                "{}; upstream guard: {fault}",
+                self.cluster_detail()
+            )),
+        }
+    }
+
     fn refuse(&mut self, why: UpstreamRefusal) -> Step {
         self.state = CheckState::Refused(why);
         let how = if self.pooled {
@@ -303,6 +346,12 @@ pub fn startup_warnings(policy: &Policy) -> Vec<SecurityEvent> {
 }
 
 impl Policy {
+    /// Whether protected routes must check the downstream connection's TLS
+    /// (false behind a declared trusted TLS terminator).
+    pub fn downstream_tls_required(&self) -> bool {
+        !self.transport.downstream.trusted_tls_terminator
+    }
+
     /// Downstream check for a protected route: the request must have come
     /// over TLS (at least the policy's minimum version) unless the listener
     /// is declared to sit behind a trusted TLS terminator.

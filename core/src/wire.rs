@@ -12,6 +12,12 @@ pub const UPSTREAM_GUARD_ROOT_ID: &str = "dpp_upstream_guard";
 pub const ACCESS_LOG_PROPERTY: &str = "dpp_access_log";
 /// The same, as Envoy's access-log format names it.
 pub const ACCESS_LOG_FILTER_STATE: &str = "wasm.dpp_access_log";
+/// The access-log format operator that prints the scrubbed record, the one
+/// piece of request data an access log may print (docs/logging.md).
+pub const ACCESS_LOG_FORMAT_OPERATOR: &str = "%FILTER_STATE(wasm.dpp_access_log:PLAIN)%";
+
+/// `vm_id` of the shipped configurations: both filters share one VM per worker.
+pub const VM_ID: &str = "dpp_guard";
 
 /// Marks a message whose body dpp_guard holds, for the hold filters of
 /// envoy/dpp-guard-fields.yaml. Only dpp_guard sets it.
@@ -55,6 +61,10 @@ mod tests {
         assert_eq!(
             ACCESS_LOG_FILTER_STATE,
             format!("wasm.{ACCESS_LOG_PROPERTY}")
+        );
+        assert_eq!(
+            ACCESS_LOG_FORMAT_OPERATOR,
+            format!("%FILTER_STATE({ACCESS_LOG_FILTER_STATE}:PLAIN)%")
         );
     }
 }

@@ -27,6 +27,7 @@ Standard library only, so `make oci` needs no virtualenv.
 
 Usage:
   oci_image.py build --wasm FILE --out DIR --tag TAG   prints the manifest digest
+      [--digest-file F] [--module-digest-file G]       and writes it / plugin.wasm's sha256 to files
   oci_image.py check DIR[:TAG]                          Istio's acceptance rules
   oci_image.py extract DIR[:TAG] OUT                    writes plugin.wasm bytes to OUT
 """
@@ -267,6 +268,9 @@ def main(argv: list[str]) -> int:
     b.add_argument("--out", required=True, type=Path)
     b.add_argument("--tag", required=True)
     b.add_argument("--digest-file", type=Path, help="also write the manifest digest (sha256:...) here")
+    b.add_argument(
+        "--module-digest-file", type=Path, help="also write the sha256 of plugin.wasm itself (sha256:...) here"
+    )
     c = sub.add_parser("check")
     c.add_argument("ref")
     x = sub.add_parser("extract")
@@ -275,9 +279,12 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     try:
         if args.cmd == "build":
-            built = build(args.wasm.read_bytes(), args.out, args.tag)
+            wasm = args.wasm.read_bytes()
+            built = build(wasm, args.out, args.tag)
             if args.digest_file:
                 args.digest_file.write_text(built.digest + "\n")
+            if args.module_digest_file:
+                args.module_digest_file.write_text(sha256_digest(wasm) + "\n")
             print(built.digest)
         elif args.cmd == "check":
             digest, module = istio_accepts(*split_ref(args.ref))

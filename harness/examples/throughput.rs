@@ -25,7 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &Node::new(),
         VmConfig::new()
             .plugin_config(policy)
-            .root_id("dpp_guard")
+            .root_id(dpp_core::wire::ROOT_ID)
             .log_level(LogLevel::Error)
             .stream_property("connection.tls_version", "TLSv1.3"),
     )?;

@@ -15,6 +15,8 @@ pub struct ReadmeDoctests;
 mod abi;
 mod config;
 mod headers;
+#[macro_use]
+mod hostcalls;
 mod imports;
 mod node;
 mod properties;
@@ -25,6 +27,7 @@ mod vm;
 pub use abi::{Action, LogLevel, MetricKind};
 pub use config::{HttpCallScript, VmConfig};
 pub use headers::Headers;
+pub use hostcalls::{Fault, ALLOCATE};
 pub use node::{Metric, Node};
 pub use properties::{Properties, Value};
 pub use state::{Forwarded, HttpCall, LocalReply, LogEntry};

@@ -164,6 +164,7 @@ pub(crate) struct HostState {
     pub next_token: u32,
     pub call_response: Option<CallResponse>,
     pub status: (u32, String),
+    pub host_calls: crate::hostcalls::HostCalls,
 }
 
 impl HostState {
@@ -194,6 +195,7 @@ impl HostState {
             next_token: 0,
             call_response: None,
             status: (0, String::new()),
+            host_calls: Default::default(),
         }
     }
 

@@ -239,6 +239,26 @@ impl Vm {
         self.store.data().tick_period_ms
     }
 
+    /// Makes a host call fail on purpose (see [`Fault`](crate::Fault)).
+    pub fn inject_fault(&mut self, fault: crate::Fault) {
+        self.store.data_mut().host_calls.inject(fault);
+    }
+
+    pub fn clear_faults(&mut self) {
+        self.store.data_mut().host_calls.clear_faults();
+    }
+
+    /// Host calls the module made, by name, plus the allocation callbacks
+    /// the host made into it (under [`ALLOCATE`](crate::ALLOCATE)), since
+    /// the VM started or the last [`Vm::reset_host_calls`].
+    pub fn host_calls(&self) -> &BTreeMap<&'static str, u64> {
+        self.store.data().host_calls.counts()
+    }
+
+    pub fn reset_host_calls(&mut self) {
+        self.store.data_mut().host_calls.reset_counts();
+    }
+
     /// Virtual monotonic time since the VM started.
     pub fn now(&self) -> std::time::Duration {
         std::time::Duration::from_nanos(self.store.data().now_ns)

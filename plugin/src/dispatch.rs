@@ -3,9 +3,10 @@
 //! is once Envoy tells it its root id (`plugin_root_id`, readable from
 //! on_vm_start / on_configure), then forwards every callback.
 
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{ContextType, LogLevel};
+use proxy_wasm::types::ContextType;
+
+use crate::host::{self, Level};
 
 use crate::root::PolicyRoot;
 use crate::upstream_guard::{self, UpstreamGuardRoot};
@@ -27,17 +28,13 @@ impl DispatchRoot {
         if !matches!(self, DispatchRoot::Unresolved) {
             return;
         }
-        let root_id = hostcalls::get_property(vec!["plugin_root_id"])
-            .ok()
-            .flatten()
-            .and_then(|v| String::from_utf8(v).ok())
-            .unwrap_or_default();
+        let root_id = host::property_string(&["plugin_root_id"]).unwrap_or_default();
         *self = if root_id == upstream_guard::ROOT_ID {
             DispatchRoot::UpstreamGuard(UpstreamGuardRoot::default())
         } else {
             if root_id != crate::ROOT_ID {
-                crate::log(
-                    LogLevel::Warn,
+                host::log(
+                    Level::Warn,
                     &format!(
                         "dpp-guard: root id {root_id:?} is neither {:?} nor {:?}; running the policy filter",
                         crate::ROOT_ID,

@@ -8,14 +8,14 @@
 //! ([`upstream_guard`], root id `dpp_upstream_guard`) runs from the same
 //! module; [`dispatch::DispatchRoot`] picks the root type by root id.
 
-mod body;
 mod dispatch;
+mod host;
 mod logging;
 mod metrics;
 mod root;
 mod stream;
-mod transport_watch;
 mod upstream_guard;
+mod views;
 
 use proxy_wasm::types::LogLevel;
 
@@ -28,8 +28,3 @@ proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> { Box::new(dispatch::DispatchRoot::default()) });
 }}
-
-/// Logging must never fail the request path; a lost log line is the lesser harm.
-pub(crate) fn log(level: LogLevel, message: &str) {
-    let _ = proxy_wasm::hostcalls::log(level, message);
-}

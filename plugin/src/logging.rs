@@ -8,13 +8,10 @@ use std::cell::RefCell;
 
 use dpp_core::access::chain::LogChain;
 use dpp_core::events::ACCESS_RECORDS_METRIC;
-use dpp_core::{
-    AccessRecord, Actions, EventKind, RequestLogFacts, Scrubber, SecurityEvent, Severity,
-};
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::LogLevel;
+use dpp_core::{AccessRecord, EventKind, SecurityEvent, Severity};
 
-use crate::{log, metrics};
+use crate::host::{self, Level};
+use crate::metrics;
 
 /// Filter-state name of the access record: Envoy prints it with
 /// `%FILTER_STATE(wasm.dpp_access_log:PLAIN)%`. A single-segment property
@@ -25,18 +22,24 @@ pub const ACCESS_LOG_PROPERTY: &str = dpp_core::wire::ACCESS_LOG_PROPERTY;
 pub const ACCESS_LOG_PREFIX: &str = "dpp_access ";
 
 /// Logs an event as one `dpp_event {json}` line at a level matching its
-/// severity, and counts it per kind and per severity. Every root (the
-/// policy filter and the upstream guard) reports events through this.
-pub fn emit(event: &SecurityEvent) {
+/// severity.
+pub fn log_event(event: &SecurityEvent) {
     let level = match event.severity {
-        Severity::Info => LogLevel::Info,
-        Severity::Warning => LogLevel::Warn,
-        Severity::High => LogLevel::Error,
-        Severity::Critical => LogLevel::Critical,
+        Severity::Info => Level::Info,
+        Severity::Warning => Level::Warn,
+        Severity::High => Level::Error,
+        Severity::Critical => Level::Critical,
     };
-    log(level, &event.to_log_line());
-    metrics::increment(event.event.metric_name());
-    metrics::increment(event.severity.metric_name());
+    host::log(level, &event.to_log_line());
+}
+
+/// Logs an event and counts it per kind and per severity: events the roots
+/// raise (the streams' events come with their counters in the effects).
+pub fn emit(event: &SecurityEvent) {
+    log_event(event);
+    for counter in event.counters() {
+        metrics::increment(counter);
+    }
 }
 
 /// Defines every event counter, so that dashboards read 0 rather than
@@ -51,42 +54,23 @@ pub fn define_metrics() {
     metrics::define(ACCESS_RECORDS_METRIC);
 }
 
-/// Per-worker logging state.
+/// Per-worker logging state: the chain access records are sealed into.
 pub struct LogSink {
-    /// Free text that may hold request data (an error quoting a header or
-    /// a body) goes through `scrubber.text()` before any log call.
-    pub scrubber: Scrubber,
     chain: RefCell<LogChain>,
     plugin_log: bool,
-    pub request_headers: Vec<String>,
-    pub principal_header: Option<String>,
 }
 
 impl LogSink {
-    pub fn new(
-        scrubber: Scrubber,
-        chain: LogChain,
-        plugin_log: bool,
-        request_headers: Vec<String>,
-        principal_header: Option<String>,
-    ) -> LogSink {
+    pub fn new(chain: LogChain, plugin_log: bool) -> LogSink {
         LogSink {
-            scrubber,
             chain: RefCell::new(chain),
             plugin_log,
-            request_headers,
-            principal_header,
         }
     }
 
-    /// Reports a security event (see [`emit`]).
-    pub fn emit(&self, event: &SecurityEvent) {
-        emit(event);
-    }
-
-    /// Builds, seals and publishes one request's access record.
-    pub fn access(&self, facts: &RequestLogFacts, actions: &Actions) {
-        let record = AccessRecord::build(facts, actions, &self.scrubber);
+    /// Seals one request's access record (built and scrubbed by the
+    /// exchange) and publishes it; counts it once published.
+    pub fn access(&self, record: AccessRecord) {
         // try_borrow_mut: streams of one worker never log concurrently, but
         // a failed borrow must lose a record, not panic.
         let Ok(mut chain) = self.chain.try_borrow_mut() else {
@@ -94,10 +78,12 @@ impl LogSink {
         };
         let line = chain.seal(record);
         drop(chain);
-        let _ = hostcalls::set_property(vec![ACCESS_LOG_PROPERTY], Some(line.as_bytes()));
+        let published = host::set_property(ACCESS_LOG_PROPERTY, line.as_bytes()).is_ok();
         if self.plugin_log {
-            log(LogLevel::Info, &format!("{ACCESS_LOG_PREFIX}{line}"));
+            host::log(Level::Info, &format!("{ACCESS_LOG_PREFIX}{line}"));
         }
-        metrics::increment(ACCESS_RECORDS_METRIC);
+        if published || self.plugin_log {
+            metrics::increment(ACCESS_RECORDS_METRIC);
+        }
     }
 }

@@ -4,8 +4,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::MetricType;
+use crate::host;
 
 thread_local! {
     static IDS: RefCell<BTreeMap<&'static str, u32>> = const { RefCell::new(BTreeMap::new()) };
@@ -15,11 +14,11 @@ thread_local! {
 /// host refuses it.
 pub fn define(name: &'static str) -> Option<u32> {
     IDS.with(|ids| {
-        let mut ids = ids.borrow_mut();
+        let mut ids = ids.try_borrow_mut().ok()?;
         if let Some(id) = ids.get(name) {
             return Some(*id);
         }
-        let id = hostcalls::define_metric(MetricType::Counter, name).ok()?;
+        let id = host::define_counter(name).ok()?;
         ids.insert(name, id);
         Some(id)
     })
@@ -29,6 +28,6 @@ pub fn define(name: &'static str) -> Option<u32> {
 /// host refuses is skipped: counting must never fail a request.
 pub fn increment(name: &'static str) {
     if let Some(id) = define(name) {
-        let _ = hostcalls::increment_metric(id, 1);
+        let _ = host::increment_metric(id, 1);
     }
 }

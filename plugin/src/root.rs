@@ -3,21 +3,20 @@
 use std::rc::Rc;
 
 use dpp_core::access::chain::LogChain;
-use dpp_core::crypto::Keyring;
+use dpp_core::stream::Guard;
 use dpp_core::{EventKind, Policy, PolicyError, SecurityEvent};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{ContextType, LogLevel};
+use proxy_wasm::types::ContextType;
 
-use crate::log;
+use crate::host::{self, Level};
 use crate::logging::LogSink;
-use crate::stream::GuardedStream;
+use crate::stream::{GuardedStream, UnconfiguredStream};
 
-/// Holds the worker's compiled policy, keyring and log sink; hands them to
-/// every stream.
+/// Holds the worker's guard (compiled policy and keyring) and log sink;
+/// opens an exchange for every stream.
 #[derive(Default)]
 pub struct PolicyRoot {
-    policy: Option<Rc<Policy>>,
-    keyring: Option<Rc<Keyring>>,
+    guard: Option<Rc<Guard>>,
     sink: Option<Rc<LogSink>>,
 }
 
@@ -25,7 +24,7 @@ impl Context for PolicyRoot {}
 
 impl RootContext for PolicyRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let config = self.get_plugin_configuration().unwrap_or_default();
+        let config = host::plugin_configuration();
         match Policy::from_json(&config) {
             Ok(policy) => self.load(policy),
             Err(e) => refuse(&e),
@@ -33,13 +32,14 @@ impl RootContext for PolicyRoot {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let policy = self.policy.clone()?;
-        let sink = self.sink.clone()?;
-        Some(Box::new(GuardedStream::new(
-            policy,
-            self.keyring.clone(),
-            sink,
-        )))
+        // Never None (the SDK panics on it): without a policy, streams are
+        // answered, not passed.
+        match (&self.guard, &self.sink) {
+            (Some(guard), Some(sink)) => {
+                Some(Box::new(GuardedStream::new(guard.open(), Rc::clone(sink))))
+            }
+            _ => Some(Box::new(UnconfiguredStream)),
+        }
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -54,7 +54,7 @@ impl PolicyRoot {
         // like an invalid one: no field rule may run without its keys.
         let keyring = match &policy.keys {
             Some(source) => match source.load(|name| std::env::var(name).ok()) {
-                Ok(ring) => Some(Rc::new(ring)),
+                Ok(ring) => Some(ring),
                 Err(e) => return refuse(&e),
             },
             None => None,
@@ -73,39 +73,34 @@ impl PolicyRoot {
         // The key itself is dropped (and zeroized) here; only derived keys live on.
         drop(key);
         crate::logging::define_metrics();
-        let sink = Rc::new(LogSink::new(
-            scrubber,
-            chain,
-            logging.plugin_log,
-            logging.request_headers.clone(),
-            logging.principal_header.clone(),
-        ));
-        sink.emit(
+        let sink = Rc::new(LogSink::new(chain, logging.plugin_log));
+        crate::logging::emit(
             &SecurityEvent::new(EventKind::PolicyLoaded)
                 .policy_sha256(&policy.sha256)
                 .detail(format!("{} routes", policy.routes.len())),
         );
         for warning in dpp_core::transport::startup_warnings(&policy) {
-            sink.emit(&warning);
+            crate::logging::emit(&warning);
         }
         if policy.keys.as_ref().is_some_and(|k| k.is_inline()) {
             // Said at every start, so nobody ships a test policy to
             // production unnoticed.
-            log(
-                LogLevel::Warn,
+            host::log(
+                Level::Warn,
                 "dpp-guard: WARNING field-encryption keys are inline in the plugin \
                  configuration (testing only): Envoy's admin /config_dump prints them",
             );
-            sink.emit(&SecurityEvent::new(EventKind::InlineKeysInUse).detail("keys.inline"));
+            crate::logging::emit(
+                &SecurityEvent::new(EventKind::InlineKeysInUse).detail("keys.inline"),
+            );
         }
         if let Some(e) = key_problem {
-            sink.emit(
+            crate::logging::emit(
                 &SecurityEvent::new(EventKind::LogKeyUnavailable)
                     .detail(format!("{}: {}", e.field, e.problem)),
             );
         }
-        self.policy = Some(Rc::new(policy));
-        self.keyring = keyring;
+        self.guard = Some(Rc::new(Guard::new(policy, keyring, scrubber)));
         self.sink = Some(sink);
         true
     }
@@ -115,7 +110,7 @@ impl PolicyRoot {
 /// fail_open off, every request then gets a 5xx instead of passing
 /// unfiltered. One line names the field; the event follows.
 fn refuse(e: &PolicyError) -> bool {
-    log(LogLevel::Critical, &format!("dpp-guard: {e}"));
+    host::log(Level::Critical, &format!("dpp-guard: {e}"));
     crate::logging::emit(&SecurityEvent::new(EventKind::PolicyRejected).detail(e.field.clone()));
     false
 }
@@ -126,11 +121,7 @@ fn worker_id() -> String {
     let mut bytes = [0u8; 8];
     if getrandom::fill(&mut bytes).is_err() {
         // No randomness: fall back to the clock, still unique per load.
-        let nanos = proxy_wasm::hostcalls::get_current_time()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos() as u64);
-        bytes = nanos.to_le_bytes();
+        bytes = host::now_unix_nanos().unwrap_or(0).to_le_bytes();
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -11,7 +11,9 @@
 //!   bound it refuses.
 //!
 //! The decision itself is `dpp_core::transport::UpstreamCheck`; this module
-//! only reads properties and applies the step.
+//! only reads properties (through the non-panicking [`crate::host`]
+//! wrappers: a property Envoy cannot hand over refuses the request) and
+//! applies the step.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -19,25 +21,19 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use dpp_core::policy::{ClusterName, ClusterRule, UpstreamTransport};
+use dpp_core::stream::HostFault;
 use dpp_core::transport::{startup_warnings, Observation, Step, UpstreamCheck, UpstreamConnection};
-use dpp_core::{EventKind, LocalReply, Policy, SecurityEvent};
-use proxy_wasm::hostcalls;
+use dpp_core::{EventKind, Policy, SecurityEvent};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::{Action, ContextType};
 
+use crate::host::{self, map, stream, Level};
 use crate::logging::emit;
-use crate::{log, metrics};
+use crate::metrics;
+use crate::stream::send_local_reply;
 
 /// The root id Envoy's configuration must name for the upstream guard.
 pub const ROOT_ID: &str = dpp_core::wire::UPSTREAM_GUARD_ROOT_ID;
-
-/// Counters of the guard's outcomes (`wasmcustom.dpp_guard.upstream.*`).
-pub const METRIC_ALLOWED_POOLED: &str = dpp_core::wire::upstream_metrics::ALLOWED_POOLED;
-pub const METRIC_ALLOWED_NEW: &str = dpp_core::wire::upstream_metrics::ALLOWED_NEW;
-pub const METRIC_REFUSED_POOLED: &str = dpp_core::wire::upstream_metrics::REFUSED_POOLED;
-pub const METRIC_REFUSED_NEW: &str = dpp_core::wire::upstream_metrics::REFUSED_NEW;
-pub const METRIC_WAIT_EXPIRED: &str = dpp_core::wire::upstream_metrics::WAIT_EXPIRED;
-pub const METRIC_GONE: &str = dpp_core::wire::upstream_metrics::GONE;
 
 /// Poll period while any request waits for its connection (measured: new
 /// connections become visible 1-4 ms after the request reaches the filter).
@@ -66,7 +62,7 @@ impl Context for UpstreamGuardRoot {}
 
 impl RootContext for UpstreamGuardRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let config = self.get_plugin_configuration().unwrap_or_default();
+        let config = host::plugin_configuration();
         match Policy::from_json(&config) {
             Ok(policy) => {
                 let u = &policy.transport.upstream;
@@ -88,10 +84,7 @@ impl RootContext for UpstreamGuardRoot {
             Err(e) => {
                 // Refusing the configuration makes Envoy refuse the filter:
                 // no unguarded upstream traffic.
-                log(
-                    LogLevel::Critical,
-                    &format!("dpp-guard upstream guard: {e}"),
-                );
+                host::log(Level::Critical, &format!("dpp-guard upstream guard: {e}"));
                 emit(&SecurityEvent::new(EventKind::PolicyRejected).detail(e.field.clone()));
                 false
             }
@@ -110,9 +103,9 @@ impl RootContext for UpstreamGuardRoot {
             .map(|(id, _)| *id)
             .collect();
         for id in waiting {
-            if hostcalls::set_effective_context(id).is_err() {
+            if host::set_effective_context(id).is_err() {
                 // The stream no longer exists on Envoy's side.
-                self.step(&policy, id, Observation::Gone);
+                self.step(&policy, id, Look::Saw(Observation::Gone));
                 continue;
             }
             let cluster = self
@@ -120,12 +113,14 @@ impl RootContext for UpstreamGuardRoot {
                 .borrow()
                 .get(&id)
                 .and_then(|e| e.check.cluster().cloned());
-            let facts = ConnectionFacts::read(&policy.transport.upstream, cluster.as_ref());
-            self.step(&policy, id, facts.observation());
+            match ConnectionFacts::read(&policy.transport.upstream, cluster.as_ref()) {
+                Ok(facts) => self.step(&policy, id, Look::Saw(facts.observation())),
+                Err(fault) => self.step(&policy, id, Look::Failed(fault)),
+            }
             // Effective context reverts when the callback returns.
         }
         if !self.entries.borrow().values().any(|e| e.check.is_waiting()) {
-            let _ = hostcalls::set_tick_period(Duration::ZERO);
+            let _ = host::set_tick_period(Duration::ZERO);
         }
     }
 
@@ -147,21 +142,34 @@ impl UpstreamGuardRoot {
     /// Feeds one observation for a parked stream and applies the step.
     /// The entries borrow is released before any host call: a local reply
     /// can re-enter the module (the stream's on_done).
-    fn step(&self, policy: &Policy, id: u32, obs: Observation<'_>) {
+    fn step(&self, policy: &Policy, id: u32, look: Look<'_>) {
         let (step, method, pooled) = {
-            let mut entries = self.entries.borrow_mut();
+            let Ok(mut entries) = self.entries.try_borrow_mut() else {
+                return;
+            };
             let Some(entry) = entries.get_mut(&id) else {
                 return;
             };
             let waited = elapsed(entry.since);
-            let step = entry.check.observe(&policy.transport.upstream, obs, waited);
+            let step = match look {
+                Look::Saw(obs) => entry.check.observe(&policy.transport.upstream, obs, waited),
+                Look::Failed(fault) => entry.check.host_failed(fault),
+            };
             (step, entry.method.clone(), entry.check.pooled())
         };
-        if matches!(obs, Observation::Gone) {
+        if matches!(look, Look::Saw(Observation::Gone)) {
             self.entries.borrow_mut().remove(&id);
         }
         apply(step, &method, pooled, Resume::FromTick);
     }
+}
+
+/// What one look at a parked stream gave.
+#[derive(Clone, Copy)]
+enum Look<'a> {
+    Saw(Observation<'a>),
+    /// Envoy could not hand over the connection's facts.
+    Failed(HostFault),
 }
 
 /// One upstream request under the guard.
@@ -186,31 +194,53 @@ impl Drop for UpstreamGuardStream {
 
 impl HttpContext for UpstreamGuardStream {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let cluster = self
-            .get_property(vec!["xds", "cluster_name"])
-            .and_then(|v| String::from_utf8(v).ok())
-            .filter(|c| !c.is_empty())
-            .map(ClusterName::new);
-        let method = self.get_http_request_header(":method").unwrap_or_default();
-        let facts = ConnectionFacts::read(&self.policy.transport.upstream, cluster.as_ref());
-        let mut check = UpstreamCheck::new(cluster);
-        let step = check.observe(
-            &self.policy.transport.upstream,
-            facts.observation(),
-            Duration::ZERO,
-        );
+        let upstream = &self.policy.transport.upstream;
+        // The method only names the request in events.
+        let method = host::header(map::REQUEST_HEADERS, ":method")
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let cluster = host::property(&["xds", "cluster_name"]).map(|v| {
+            v.and_then(|v| String::from_utf8(v).ok())
+                .filter(|c| !c.is_empty())
+                .map(ClusterName::new)
+        });
+        let (check, step) = match cluster {
+            Ok(cluster) => {
+                let mut check = UpstreamCheck::new(cluster.clone());
+                let step = match ConnectionFacts::read(upstream, cluster.as_ref()) {
+                    Ok(facts) => check.observe(upstream, facts.observation(), Duration::ZERO),
+                    Err(fault) => check.host_failed(fault),
+                };
+                (check, step)
+            }
+            Err(fault) => {
+                let mut check = UpstreamCheck::new(None);
+                let step = check.host_failed(fault);
+                (check, step)
+            }
+        };
         let pooled = check.pooled();
-        self.entries.borrow_mut().insert(
+        let Ok(mut entries) = self.entries.try_borrow_mut() else {
+            // Cannot happen (no borrow lives across a callback); if it did,
+            // the request stays held rather than go unfollowed.
+            host::log(Level::Error, "dpp-guard upstream guard: entries busy");
+            return Action::Pause;
+        };
+        entries.insert(
             self.id,
             Entry {
                 check,
-                since: hostcalls::get_current_time().unwrap_or(SystemTime::UNIX_EPOCH),
+                since: now(),
                 method: method.clone(),
             },
         );
+        drop(entries);
         if step == Step::Wait {
-            // Ticks belong to the root; Envoy routes this call to it.
-            let _ = hostcalls::set_tick_period(POLL);
+            // Ticks belong to the root; Envoy routes this call to it. A
+            // tick that cannot be set would leave the request parked until
+            // Envoy's own timeout: never sent.
+            let _ = host::set_tick_period(POLL);
         }
         apply(step, &method, pooled, Resume::Inline)
     }
@@ -228,11 +258,11 @@ impl UpstreamGuardStream {
     /// Body and trailers pass only once the connection was accepted; while
     /// waiting (or after a refusal) Envoy keeps them buffered.
     fn hold_unless_allowed(&self) -> Action {
-        let allowed = self
-            .entries
-            .borrow()
-            .get(&self.id)
-            .is_some_and(|e| e.check.state() == dpp_core::transport::CheckState::Allowed);
+        let allowed = self.entries.try_borrow().is_ok_and(|entries| {
+            entries
+                .get(&self.id)
+                .is_some_and(|e| e.check.state() == dpp_core::transport::CheckState::Allowed)
+        });
         if allowed {
             Action::Continue
         } else {
@@ -243,7 +273,12 @@ impl UpstreamGuardStream {
     /// Removes the entry; a stream that ends while still waiting means the
     /// connection never came (Envoy answered on its own, usually 503).
     fn forget(&mut self) {
-        let Some(mut entry) = self.entries.borrow_mut().remove(&self.id) else {
+        let Some(mut entry) = self
+            .entries
+            .try_borrow_mut()
+            .ok()
+            .and_then(|mut e| e.remove(&self.id))
+        else {
             return;
         };
         if entry.check.is_waiting() {
@@ -270,58 +305,43 @@ enum Resume {
 }
 
 fn apply(step: Step, method: &str, pooled: bool, from: Resume) -> Action {
+    if let Some(counter) = step.counter(pooled) {
+        metrics::increment(counter);
+    }
     match step {
         Step::Allow => {
-            metrics::increment(if pooled {
-                METRIC_ALLOWED_POOLED
-            } else {
-                METRIC_ALLOWED_NEW
-            });
-            if from == Resume::FromTick {
-                let _ = hostcalls::resume_http_request();
+            if from == Resume::FromTick && host::resume_request().is_err() {
+                // Envoy could not resume it: it stays held, never sent
+                // unchecked; Envoy's own timeout ends it.
+                host::log(Level::Error, "dpp-guard upstream guard: resume failed");
             }
             Action::Continue
         }
         Step::Wait | Step::Settled => Action::Pause,
         Step::Refuse { reply, event } => {
-            metrics::increment(if event.event == EventKind::UpstreamWaitExpired {
-                METRIC_WAIT_EXPIRED
-            } else if pooled {
-                METRIC_REFUSED_POOLED
-            } else {
-                METRIC_REFUSED_NEW
-            });
             emit(&event.method(method));
-            if from != Resume::Never {
-                send_local_reply(&reply);
+            if from != Resume::Never
+                && send_local_reply(&reply, &[("x-dpp-guard", reply.code)]).is_err()
+            {
+                let _ = host::close_stream(stream::REQUEST);
             }
             Action::Pause
         }
         Step::Abandon { event } => {
-            metrics::increment(METRIC_GONE);
             emit(&event.method(method));
             Action::Pause
         }
     }
 }
 
-fn send_local_reply(reply: &LocalReply) {
-    let _ = hostcalls::send_http_response(
-        reply.status,
-        vec![
-            ("content-type", LocalReply::CONTENT_TYPE),
-            ("cache-control", "no-store"),
-            ("x-dpp-guard", reply.code),
-        ],
-        Some(reply.body.as_bytes()),
-    );
+fn now() -> SystemTime {
+    host::now_unix_nanos().map_or(SystemTime::UNIX_EPOCH, |n| {
+        SystemTime::UNIX_EPOCH + Duration::from_nanos(n)
+    })
 }
 
 fn elapsed(since: SystemTime) -> Duration {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|now| now.duration_since(since).ok())
-        .unwrap_or(Duration::ZERO)
+    now().duration_since(since).unwrap_or(Duration::ZERO)
 }
 
 /// The upstream connection as Envoy reports it for the effective context.
@@ -339,8 +359,11 @@ impl ConnectionFacts {
     /// Certificate fields are read only when the cluster's pin names them
     /// (`pin_matches` looks at no other field), and nothing after an absent
     /// connection.
-    fn read(upstream: &UpstreamTransport, cluster: Option<&ClusterName>) -> Self {
-        let connected = property(&["upstream", "local_address"]).is_some();
+    fn read(
+        upstream: &UpstreamTransport,
+        cluster: Option<&ClusterName>,
+    ) -> Result<Self, HostFault> {
+        let connected = property(&["upstream", "local_address"])?.is_some();
         let pin = match upstream.rule(cluster) {
             Some(ClusterRule::Pin(pin)) => Some(pin),
             _ => None,
@@ -349,29 +372,29 @@ impl ConnectionFacts {
             if connected && field.is_some() {
                 property(&["upstream", name])
             } else {
-                None
+                Ok(None)
             }
         };
-        ConnectionFacts {
+        Ok(ConnectionFacts {
             connected,
             tls_version: if connected {
-                property(&["upstream", "tls_version"])
+                property(&["upstream", "tls_version"])?
             } else {
                 None
             },
             uri_san: wanted(
                 pin.and_then(|p| p.uri_san.as_ref()),
                 "uri_san_peer_certificate",
-            ),
+            )?,
             dns_san: wanted(
                 pin.and_then(|p| p.dns_san.as_ref()),
                 "dns_san_peer_certificate",
-            ),
+            )?,
             sha256: wanted(
                 pin.and_then(|p| p.sha256.as_ref()),
                 "sha256_peer_certificate_digest",
-            ),
-        }
+            )?,
+        })
     }
 
     fn observation(&self) -> Observation<'_> {
@@ -387,11 +410,10 @@ impl ConnectionFacts {
     }
 }
 
-/// A string property; errors and empty values count as absent.
-pub(crate) fn property(path: &[&str]) -> Option<String> {
-    hostcalls::get_property(path.to_vec())
-        .ok()
-        .flatten()
+/// A string property; empty or non-UTF-8 values count as absent, a host
+/// error is a fault.
+fn property(path: &[&str]) -> Result<Option<String>, HostFault> {
+    Ok(host::property(path)?
         .and_then(|v| String::from_utf8(v).ok())
-        .filter(|s| !s.is_empty())
+        .filter(|s| !s.is_empty()))
 }

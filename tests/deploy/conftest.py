@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from deploy_support import ROOT, WASM, find_schemas  # noqa: E402
+from deploy_support import ROOT, SHOWN_ENVOYS, WASM, find_schemas  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -62,3 +62,12 @@ def upstream():
         srv.shutdown()
         srv.server_close()
         t.join()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for e in item.stash.get(SHOWN_ENVOYS, []):
+            report.sections.append((f"{e.name} log ({e.log_path})", e.log_tail(120)))

@@ -22,6 +22,9 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+# Envoys a test uses but does not own (module-scoped stacks): their logs go
+# into the report of a failing test (tests/deploy/conftest.py).
+SHOWN_ENVOYS = pytest.StashKey[list]()
 DEPLOY = ROOT / "deploy"
 WASM = ROOT / "target" / "wasm32-wasip1" / "release" / "dpp_guard.wasm"
 sys.path.insert(0, str(DEPLOY / "tools"))
@@ -102,10 +105,19 @@ def find_schemas() -> Path:
     pytest.fail("CRD schemas not found: expected shared/schemas beside the checkout, deploy/schemas, or DPP_CRD_SCHEMAS")
 
 
+_PARSED: dict[tuple[Path, float], dict] = {}
+
+
 def load_one(path: Path) -> dict:
-    docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
-    assert len(docs) == 1, f"{path}: one resource per file (check-jsonschema validates one document)"
-    return docs[0]
+    """The one resource in a manifest file (a fresh copy: callers may mutate it)."""
+    import copy
+
+    key = (Path(path).resolve(), Path(path).stat().st_mtime)
+    if key not in _PARSED:
+        docs = [d for d in yaml.safe_load_all(Path(path).read_text()) if d is not None]
+        assert len(docs) == 1, f"{path}: one resource per file (each file is validated as one document)"
+        _PARSED[key] = docs[0]
+    return copy.deepcopy(_PARSED[key])
 
 
 def manifest_paths(root: Path = DEPLOY) -> list[Path]:
@@ -120,3 +132,45 @@ def by_kind(root: Path = DEPLOY) -> dict[str, list[tuple[Path, dict]]]:
         doc = load_one(p)
         out.setdefault(doc["kind"], []).append((p, doc))
     return out
+
+
+def manifests(root: Path = DEPLOY) -> list[tuple[Path, dict]]:
+    return [(p, load_one(p)) for p in manifest_paths(root)]
+
+
+def pick(kind: str, *, name: str | None = None, namespace: str | None = None, under: str | None = None,
+         root: Path = DEPLOY) -> dict:
+    """The one manifest of `kind` (and name / namespace / directory under
+    deploy/) that the deliverables hold; fails unless there is exactly one."""
+    found = [
+        doc
+        for p, doc in manifests(root)
+        if doc["kind"] == kind
+        and (name is None or doc["metadata"]["name"] == name)
+        and (namespace is None or doc["metadata"].get("namespace") == namespace)
+        and (under is None or p.relative_to(root).as_posix().startswith(under + "/"))
+    ]
+    assert len(found) == 1, f"expected one {kind} (name={name}, namespace={namespace}, under={under}), found {len(found)}"
+    return found[0]
+
+
+# The two Istio flavours of field encryption (docs/kubernetes.md).
+FIELD_FLAVOURS = {"trafficextension": "istio/fields-trafficextension", "wasmplugin": "istio/fields-wasmplugin"}
+ENVOY_DIR = ROOT / "envoy"
+
+
+def fields_bootstrap_filters() -> dict[str, dict]:
+    """The HTTP filters of envoy/dpp-guard-fields.yaml by name: the shipped
+    hold filters every Kubernetes flavour must carry unchanged."""
+    import re
+
+    text = re.sub(r"\$\{[A-Z0-9_]+\}", "0", (ENVOY_DIR / "dpp-guard-fields.yaml").read_text())
+    boot = yaml.safe_load(text)
+    hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    return {f["name"]: f for f in hcm["http_filters"]}
+
+
+def hold_code(direction: str) -> str:
+    """Lua source of envoy/dpp-guard-fields.yaml's request or response hold."""
+    f = fields_bootstrap_filters()[f"dpp_guard_{direction}_hold"]
+    return f["typed_config"]["default_source_code"]["inline_string"]

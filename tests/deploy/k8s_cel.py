@@ -79,6 +79,8 @@ def evaluate(rule: str, value) -> bool:
 def violations(schema: dict, value, path: str = "$") -> list[Violation]:
     out: list[Violation] = []
     for v in schema.get("x-kubernetes-validations", []):
+        if "oldSelf" in v["rule"]:
+            continue  # transition rules judge updates, not a new object
         if not evaluate(v["rule"], value):
             out.append(Violation(path, v.get("message", v["rule"]), v["rule"]))
     for sub in schema.get("allOf", []):

@@ -140,57 +140,134 @@ def test_istio_rules_accept_the_two_layer_oci_variant(tmp_path):
 # --- make oci and the pins ----------------------------------------------------
 
 
-def pinned_digests(root: Path) -> dict[str, str]:
-    """Every place a manifest pins the image, read structurally."""
-    pins = {}
+IMAGE_REF = re.compile(r"(^oci://|^)registry\.example\.com/dpp-guard/dpp-guard:")
+
+
+def pinned_digests(root: Path) -> dict[str, dict[str, str]]:
+    """Every place a manifest pins the build, read structurally:
+    {"image": {where: hex}, "module": {where: hex}}."""
+    pins: dict[str, dict[str, str]] = {"image": {}, "module": {}}
     for p in manifest_paths(root):
         doc = load_one(p)
         rel = p.relative_to(root).as_posix()
-        if doc["kind"] == "WasmPlugin":
-            pins[f"{rel}:spec.sha256"] = doc["spec"]["sha256"]
-        elif doc["kind"] == "EnvoyExtensionPolicy":
+        kind = doc["kind"]
+        if kind == "WasmPlugin":
+            pins["image"][f"{rel}:spec.sha256"] = doc["spec"]["sha256"]
+        elif kind == "TrafficExtension" and "wasm" in doc["spec"]:
+            pins["image"][f"{rel}:spec.wasm.sha256"] = doc["spec"]["wasm"]["sha256"]
+        elif kind == "EnvoyExtensionPolicy":
             for i, w in enumerate(doc["spec"]["wasm"]):
-                pins[f"{rel}:spec.wasm[{i}].code.image.sha256"] = w["code"]["image"]["sha256"]
-        elif doc["kind"] == "EnvoyFilter":
+                pins["image"][f"{rel}:spec.wasm[{i}].code.image.sha256"] = w["code"]["image"]["sha256"]
+        elif kind == "EnvoyFilter":
+            # istio-agent fetches these oci:// modules: image digests.
             for i, patch in enumerate(doc["spec"]["configPatches"]):
                 code = patch["patch"]["value"].get("typed_config", {}).get("config", {}).get("vm_config", {}).get("code", {})
                 if "remote" in code:
-                    pins[f"{rel}:configPatches[{i}].remote.sha256"] = code["remote"]["sha256"]
+                    pins["image"][f"{rel}:configPatches[{i}].remote.sha256"] = code["remote"]["sha256"]
+        elif kind == "EnvoyPatchPolicy":
+            # Envoy fetches these over HTTPS itself: plugin.wasm's own sha256.
+            for i, jp in enumerate(doc["spec"]["jsonPatches"]):
+                for j, f in enumerate(_as_list(jp["operation"].get("value"))):
+                    code = f.get("typed_config", {}).get("config", {}).get("vm_config", {}).get("code", {}) if isinstance(f, dict) else {}
+                    if "remote" in code:
+                        pins["module"][f"{rel}:jsonPatches[{i}].value[{j}].remote.sha256"] = code["remote"]["sha256"]
     return pins
 
 
-def mismatched(root: Path, digest: str) -> dict[str, str]:
-    hexd = digest.removeprefix("sha256:")
-    return {where: d for where, d in pinned_digests(root).items() if d != hexd}
+def _as_list(v) -> list:
+    return v if isinstance(v, list) else [v]
 
 
-def test_make_oci_builds_this_image_and_pins_it_everywhere(make_oci, image):
+def mismatched(root: Path, digest: str, module_digest: str) -> dict[str, str]:
+    want = {"image": digest.removeprefix("sha256:"), "module": module_digest.removeprefix("sha256:")}
+    return {where: d for kind, found in pinned_digests(root).items() for where, d in found.items() if d != want[kind]}
+
+
+def _walk(node, parent=None):
+    if isinstance(node, dict):
+        yield node, parent
+        for v in node.values():
+            yield from _walk(v, node)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _walk(v, parent)
+
+
+def test_every_reference_to_the_build_is_pinned_where_pin_py_rewrites_it():
+    """A manifest that names the image or the module anywhere must pin it
+    next to the reference, on a line pin.py rewrites; so a new manifest
+    cannot escape `make oci-pin` and `make check-pin`."""
+    import pin
+
+    structural = pinned_digests(DEPLOY)
+    refs = 0
+    for p in manifest_paths():
+        doc = load_one(p)
+        text = p.read_text()
+        for node, parent in _walk(doc):
+            for key in ("url", "uri"):
+                value = node.get(key)
+                if not isinstance(value, str):
+                    continue
+                if IMAGE_REF.search(value):
+                    kind = "image"
+                elif value.endswith("/plugin.wasm"):
+                    kind = "module"
+                else:
+                    continue
+                refs += 1
+                holder = node if "sha256" in node else parent if parent and "sha256" in parent else None
+                assert holder is not None, f"{p}: {value} has no sha256 pin beside it"
+                assert holder["sha256"] in pin.pins(text, kind), f"{p}: the pin of {value} is not a {kind} pin line"
+        assert sorted(pin.pins(text, "image")) == sorted(
+            h for w, h in structural["image"].items() if w.startswith(p.relative_to(DEPLOY).as_posix() + ":")
+        ), p
+        assert sorted(pin.pins(text, "module")) == sorted(
+            h for w, h in structural["module"].items() if w.startswith(p.relative_to(DEPLOY).as_posix() + ":")
+        ), p
+    assert refs == len(structural["image"]) + len(structural["module"])
+
+
+def test_make_oci_builds_this_image_and_pins_it_everywhere(make_oci, image, wasm_bytes):
     _, built = image
     assert (make_oci / "digest").read_text().strip() == built.digest
+    module = "sha256:" + hashlib.sha256(wasm_bytes).hexdigest()
+    assert (make_oci / "module-digest").read_text().strip() == module
+    assert (make_oci / "plugin.wasm").read_bytes() == wasm_bytes, "the module to publish is the image's plugin.wasm"
     oci_image.istio_accepts(make_oci / "dpp-guard", TAG)
     pins = pinned_digests(make_oci / "deploy")
-    assert len(pins) == 3, pins  # WasmPlugin, EnvoyExtensionPolicy, EnvoyFilter
-    assert mismatched(make_oci / "deploy", built.digest) == {}
+    # WasmPlugins and wasm TrafficExtensions, EnvoyExtensionPolicy, EnvoyFilter;
+    # the EnvoyPatchPolicy's upstream guard.
+    assert len(pins["image"]) == len(pinned_digests(DEPLOY)["image"]) >= 7, pins
+    assert len(pins["module"]) == 1, pins
+    assert mismatched(make_oci / "deploy", built.digest, module) == {}
 
 
 def test_pinned_copies_differ_from_deploy_only_in_the_digest(make_oci):
-    pin_line = re.compile(r"^(\s*sha256:\s*)[0-9a-f]{64}\s*$")
+    pin_line = re.compile(r"^(\s*sha256:\s*)[0-9a-f]{64}(\s*(#.*)?)$")
     for p in manifest_paths():
         rendered = (make_oci / "deploy" / p.relative_to(DEPLOY)).read_text().splitlines()
         committed = p.read_text().splitlines()
-        assert [pin_line.sub(r"\1X", l) for l in rendered] == [pin_line.sub(r"\1X", l) for l in committed], p
+        assert [pin_line.sub(r"\1X\2", l) for l in rendered] == [pin_line.sub(r"\1X\2", l) for l in committed], p
 
 
-def test_committed_manifests_pin_one_image_by_the_crate_version():
+def test_committed_manifests_pin_one_build_by_the_crate_version():
     pins = pinned_digests(DEPLOY)
-    assert len(set(pins.values())) == 1, f"deploy/ pins several images: {pins}"
-    assert re.fullmatch(r"[a-f0-9]{64}", next(iter(pins.values())))
-    wp = [load_one(p) for p in manifest_paths() if load_one(p)["kind"] == "WasmPlugin"][0]
-    assert wp["spec"]["url"].endswith(f":{TAG}"), "the image tag follows the workspace version"
+    for kind in ("image", "module"):
+        assert len(set(pins[kind].values())) == 1, f"deploy/ pins several {kind}s: {pins[kind]}"
+        assert re.fullmatch(r"[a-f0-9]{64}", next(iter(pins[kind].values())))
+    for p in manifest_paths():
+        for node, _ in _walk(load_one(p)):
+            for key in ("url", "uri"):
+                if isinstance(node.get(key), str) and IMAGE_REF.search(node[key]):
+                    assert node[key].endswith(f":{TAG}"), f"{p}: the image tag follows the workspace version"
+                if isinstance(node.get(key), str) and node[key].endswith("/plugin.wasm"):
+                    assert f"/{TAG}/" in node[key], f"{p}: the module's URL names the workspace version"
 
 
-def test_a_digest_mismatch_is_caught(make_oci, image, tmp_path):
+def test_a_digest_mismatch_is_caught(make_oci, image, tmp_path, wasm_bytes):
     _, built = image
+    module = "sha256:" + hashlib.sha256(wasm_bytes).hexdigest()
     rendered = make_oci / "deploy"
     bad = tmp_path / "deploy"
     for p in manifest_paths(rendered):
@@ -199,14 +276,23 @@ def test_a_digest_mismatch_is_caught(make_oci, image, tmp_path):
         text = p.read_text()
         if p.name == "envoyextensionpolicy.yaml":
             text = text.replace(built.hex, "0" * 64)
+        if p.name == "envoypatchpolicy.yaml":
+            text = text.replace(module.removeprefix("sha256:"), "1" * 64)
         dest.write_text(text)
-    assert list(mismatched(bad, built.digest)) == ["envoy-gateway/envoyextensionpolicy.yaml:spec.wasm[0].code.image.sha256"]
-    check = ["python3", str(DEPLOY / "tools" / "pin.py"), "--digest", built.digest, "--check"]
+    assert sorted(mismatched(bad, built.digest, module)) == [
+        "envoy-gateway/envoyextensionpolicy.yaml:spec.wasm[0].code.image.sha256",
+        "envoy-gateway/envoypatchpolicy.yaml:jsonPatches[3].value[0].remote.sha256",
+    ]
+    check = ["python3", str(DEPLOY / "tools" / "pin.py"), "--digest", built.digest, "--module-digest", module, "--check"]
     ok = subprocess.run([*check, "--root", str(rendered)], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     res = subprocess.run([*check, "--root", str(bad)], capture_output=True, text=True)
     assert res.returncode == 1
-    assert "envoyextensionpolicy.yaml" in res.stderr
+    assert "envoyextensionpolicy.yaml" in res.stderr and "envoypatchpolicy.yaml" in res.stderr
+    # The module digest is required where module pins exist: no silent skip.
+    res = subprocess.run(["python3", str(DEPLOY / "tools" / "pin.py"), "--digest", built.digest, "--check"],
+                         capture_output=True, text=True)
+    assert res.returncode == 1 and "--module-digest" in res.stderr
 
 
 # --- a real registry round trip ----------------------------------------------

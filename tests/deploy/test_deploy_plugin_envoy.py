@@ -20,17 +20,12 @@ import re
 import pytest
 import yaml
 
-from deploy_support import WASM, by_kind
+from deploy_support import WASM, pick
 from envoy_run import envoy, get, poll, prometheus, static_bootstrap, stats
 from test_deploy_alerts import alert_regex
 
 WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
 ECDS_TYPE = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig"
-
-
-def only(kind: str) -> dict:
-    ((_, doc),) = by_kind()[kind]
-    return doc
 
 
 def wasm_config(name: str, root_id: str, policy: dict, host_keys: list[str], fail_open: bool) -> dict:
@@ -52,7 +47,7 @@ def wasm_config(name: str, root_id: str, policy: dict, host_keys: list[str], fai
 
 
 def from_wasmplugin() -> tuple[str, dict]:
-    wp = only("WasmPlugin")
+    wp = pick("WasmPlugin", name="dpp-guard")
     spec, meta = wp["spec"], wp["metadata"]
     name = f"{meta['namespace']}.{meta['name']}"
     host = [e["name"] for e in spec["vmConfig"]["env"] if e.get("valueFrom") == "HOST"]
@@ -60,7 +55,7 @@ def from_wasmplugin() -> tuple[str, dict]:
 
 
 def from_envoyextensionpolicy() -> tuple[str, dict]:
-    eep = only("EnvoyExtensionPolicy")
+    eep = pick("EnvoyExtensionPolicy")
     (w,) = eep["spec"]["wasm"]
     name = f"envoyextensionpolicy/{eep['metadata']['namespace']}/{eep['metadata']['name']}/wasm/0"
     return name, wasm_config(name, w["rootID"], w["config"], w["env"]["hostKeys"], w.get("failOpen", False))

@@ -20,14 +20,14 @@ from pathlib import Path
 
 import yaml
 
-from deploy_support import WASM, by_kind
+from deploy_support import WASM, pick
 from envoy_run import envoy, get, poll, prometheus, static_bootstrap, stats
 
 ECDS_TYPE = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig"
 
 
 def guard_patches() -> tuple[dict, dict]:
-    ((_, ef),) = by_kind()["EnvoyFilter"]
+    ef = pick("EnvoyFilter", name="dpp-upstream-guard")
     patches = {p["applyTo"]: p for p in ef["spec"]["configPatches"]}
     return patches["EXTENSION_CONFIG"]["patch"]["value"], patches["HTTP_FILTER"]["patch"]["value"]
 

@@ -17,11 +17,12 @@ use std::fmt;
 use aes_gcm_siv::aead::KeyInit;
 use aes_gcm_siv::Aes256GcmSiv;
 use base64ct::{Base64UrlUnpadded, Encoding};
-use hmac::Mac;
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::kdf::{subkey, Purpose};
+
 /// Length of every key, in bytes (AES-256).
-pub const KEY_LEN: usize = 32;
+pub const KEY_LEN: usize = crate::kdf::KEY_LEN;
 
 /// A key id: 1 to 32 characters of `[A-Za-z0-9_-]`. It is written in every
 /// envelope and authenticated with it, so ids must never be reused for
@@ -119,25 +120,17 @@ pub struct Key {
 }
 
 impl Key {
-    /// Expands a 256-bit master key into independent subkeys with
-    /// HMAC-SHA256 as a PRF (one label per purpose): the same master bytes
-    /// are never used by two algorithms.
+    /// Expands a 256-bit master key into independent subkeys
+    /// (crate::kdf, one purpose each): the same master bytes are never used
+    /// by two algorithms.
     fn expand(id: KeyId, master: &Zeroizing<[u8; KEY_LEN]>) -> Key {
-        let sub = |label: &[u8]| -> Zeroizing<[u8; KEY_LEN]> {
-            let mut out = Zeroizing::new([0u8; KEY_LEN]);
-            let mut mac = super::prf::prf(master);
-            mac.update(b"dpp-guard/v1/");
-            mac.update(label);
-            out.copy_from_slice(&mac.finalize().into_bytes());
-            out
-        };
-        let enc = sub(b"aead");
+        let enc = subkey(master, Purpose::Aead);
         let aead = Aes256GcmSiv::new(enc.as_ref().into());
         Key {
             id,
             aead,
-            nonce_key: sub(b"synthetic-nonce"),
-            index_key: sub(b"blind-index"),
+            nonce_key: subkey(master, Purpose::SyntheticNonce),
+            index_key: subkey(master, Purpose::BlindIndex),
         }
     }
 

@@ -105,7 +105,9 @@ impl Policy {
                     format!("duplicate route name {:?}", r.name),
                 ));
             }
-            routes.push(Route::compile(r, &at)?);
+            let mut route = Route::compile(r, &at)?;
+            route.index = i;
+            routes.push(route);
         }
         let keys = doc.keys.map(KeySource::compile).transpose()?;
         let needs_keys = routes

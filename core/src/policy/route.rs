@@ -12,6 +12,8 @@ use crate::RequestFacts;
 #[derive(Debug, Clone)]
 pub struct Route {
     pub name: String,
+    /// Position in [`super::Policy::routes`] (set when the policy is compiled).
+    pub index: usize,
     pub matcher: RouteMatch,
     /// Operator kill switch: every matching request gets a local 503.
     pub kill_switch: bool,
@@ -83,6 +85,7 @@ impl Route {
         }
         Ok(Route {
             name: doc.name,
+            index: 0,
             matcher,
             kill_switch: doc.kill_switch,
             no_store: doc.no_store,

@@ -13,6 +13,7 @@ pub(super) fn define(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_buffer_bytes",
         |mut c: C<'_>, kind: i32, start: i32, max: i32, ptr_ptr: i32, len_ptr: i32| -> R {
+            intercept!(c, "proxy_get_buffer_bytes");
             let data = tri!(buffer_contents(c.data_mut(), kind));
             let (start, max) = (start as u32 as usize, max as u32 as usize);
             let slice = if start >= data.len() {
@@ -27,6 +28,7 @@ pub(super) fn define(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_buffer_status",
         |mut c: C<'_>, kind: i32, len_ptr: i32, flags_ptr: i32| -> R {
+            intercept!(c, "proxy_get_buffer_status");
             let data = tri!(buffer_contents(c.data_mut(), kind));
             tri!(write_u32(&mut c, len_ptr, data.len() as u32));
             tri!(write_u32(&mut c, flags_ptr, 0));
@@ -37,6 +39,7 @@ pub(super) fn define(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_set_buffer_bytes",
         |mut c: C<'_>, kind: i32, start: i32, size: i32, ptr: i32, len: i32| -> R {
+            intercept!(c, "proxy_set_buffer_bytes");
             let bytes = tri!(read(&mut c, ptr, len));
             let s = c.data_mut();
             let side = match (kind, s.stream()) {

@@ -13,6 +13,7 @@ pub(super) fn define(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_current_time_nanoseconds",
         |mut c: C<'_>, ret: i32| -> R {
+            intercept!(c, "proxy_get_current_time_nanoseconds");
             let now = c.data().realtime_ns();
             tri!(write(&mut c, ret, &now.to_le_bytes()));
             Ok(status::OK)
@@ -22,6 +23,7 @@ pub(super) fn define(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_set_tick_period_milliseconds",
         |mut c: C<'_>, period: i32| -> R {
+            intercept!(c, "proxy_set_tick_period_milliseconds");
             let s = c.data_mut();
             s.tick_period_ms = period as u32;
             s.next_tick_ns = s

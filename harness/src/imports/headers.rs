@@ -102,6 +102,7 @@ pub(super) fn define(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_header_map_pairs",
         |mut c: C<'_>, kind: i32, ptr_ptr: i32, len_ptr: i32| -> R {
+            intercept!(c, "proxy_get_header_map_pairs");
             let pairs = match tri!(header_map(c.data_mut(), kind)) {
                 Some(m) => m.clone(),
                 None => Vec::new(),
@@ -113,6 +114,7 @@ pub(super) fn define(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_header_map_size",
         |mut c: C<'_>, kind: i32, ret: i32| -> R {
+            intercept!(c, "proxy_get_header_map_size");
             // Envoy answers the map's byte size (keys and values).
             let size = match tri!(header_map(c.data_mut(), kind)) {
                 Some(m) => m.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>(),
@@ -126,6 +128,7 @@ pub(super) fn define(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_header_map_value",
         |mut c: C<'_>, kind: i32, kp: i32, kl: i32, ptr_ptr: i32, len_ptr: i32| -> R {
+            intercept!(c, "proxy_get_header_map_value");
             let key = tri!(read_str(&mut c, kp, kl)).to_ascii_lowercase();
             let in_log = stream_in_log(c.data_mut());
             let value = match tri!(header_map(c.data_mut(), kind)) {
@@ -146,6 +149,7 @@ pub(super) fn define(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_set_header_map_pairs",
         |mut c: C<'_>, kind: i32, ptr: i32, len: i32| -> R {
+            intercept!(c, "proxy_set_header_map_pairs");
             let bytes = tri!(read(&mut c, ptr, len));
             let Some(pairs) = deserialize_pairs(&bytes) else {
                 return Ok(status::BAD_ARGUMENT);
@@ -166,6 +170,7 @@ pub(super) fn define(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             "env",
             name,
             move |mut c: C<'_>, kind: i32, kp: i32, kl: i32, vp: i32, vl: i32| -> R {
+                intercept!(c, name);
                 let key = tri!(read_str(&mut c, kp, kl)).to_ascii_lowercase();
                 let value = tri!(read_str(&mut c, vp, vl));
                 mutate_map(c.data_mut(), kind, |m| {
@@ -193,6 +198,7 @@ pub(super) fn define(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_remove_header_map_value",
         |mut c: C<'_>, kind: i32, kp: i32, kl: i32| -> R {
+            intercept!(c, "proxy_remove_header_map_value");
             let key = tri!(read_str(&mut c, kp, kl)).to_ascii_lowercase();
             mutate_map(c.data_mut(), kind, |m| m.retain(|(k, _)| *k != key))
         },

@@ -25,6 +25,7 @@ pub(super) fn define(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
          timeout: i32,
          token_ptr: i32|
          -> R {
+            intercept!(c, "proxy_http_call");
             let upstream = tri!(read_str(&mut c, up, ul));
             let hb = tri!(read(&mut c, hp, hl));
             let body = tri!(read(&mut c, bp, bl));
@@ -65,6 +66,7 @@ pub(super) fn define(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_status",
         |mut c: C<'_>, code_ptr: i32, msg_ptr: i32, msg_len: i32| -> R {
+            intercept!(c, "proxy_get_status");
             let (code, msg) = c.data().status.clone();
             tri!(write_u32(&mut c, code_ptr, code));
             copy_out(&mut c, msg.as_bytes(), msg_ptr, msg_len)

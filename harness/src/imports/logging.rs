@@ -12,6 +12,7 @@ pub(super) fn define(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_log",
         |mut c: C<'_>, level: i32, ptr: i32, len: i32| -> R {
+            intercept!(c, "proxy_log");
             let msg = tri!(read_str(&mut c, ptr, len));
             let Some(level) = LogLevel::from_wasm(level) else {
                 return Ok(status::BAD_ARGUMENT);
@@ -24,6 +25,7 @@ pub(super) fn define(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_log_level",
         |mut c: C<'_>, ret: i32| -> R {
+            intercept!(c, "proxy_get_log_level");
             let lvl = c.data().config.log_level as u32;
             tri!(write_u32(&mut c, ret, lvl));
             Ok(status::OK)

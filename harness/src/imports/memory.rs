@@ -60,6 +60,7 @@ pub(super) fn copy_out(
     if data.is_empty() {
         return Ok(status::OK);
     }
+    crate::hostcalls::allocated(c.data_mut());
     let alloc = c.data().allocator;
     let Some(Extern::Func(f)) = c.get_export(alloc) else {
         return Ok(status::INTERNAL_FAILURE);

@@ -12,6 +12,7 @@ pub(super) fn define(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_define_metric",
         |mut c: C<'_>, kind: i32, np: i32, nl: i32, ret: i32| -> R {
+            intercept!(c, "proxy_define_metric");
             let name = tri!(read_str(&mut c, np, nl));
             let Some(kind) = MetricKind::from_wasm(kind) else {
                 return Ok(status::BAD_ARGUMENT);
@@ -31,7 +32,8 @@ pub(super) fn define(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     l.func_wrap(
         "env",
         "proxy_increment_metric",
-        |c: C<'_>, id: i32, offset: i64| -> R {
+        |mut c: C<'_>, id: i32, offset: i64| -> R {
+            intercept!(c, "proxy_increment_metric");
             let s = c.data();
             Ok(match s.metric_ids.get(&(id as u32)) {
                 Some(name) => s.node.increment_metric(name, offset),
@@ -42,7 +44,8 @@ pub(super) fn define(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     l.func_wrap(
         "env",
         "proxy_record_metric",
-        |c: C<'_>, id: i32, value: i64| -> R {
+        |mut c: C<'_>, id: i32, value: i64| -> R {
+            intercept!(c, "proxy_record_metric");
             let s = c.data();
             Ok(match s.metric_ids.get(&(id as u32)) {
                 Some(name) => s.node.record_metric(name, value as u64),
@@ -54,6 +57,7 @@ pub(super) fn define(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_metric",
         |mut c: C<'_>, id: i32, ret: i32| -> R {
+            intercept!(c, "proxy_get_metric");
             let s = c.data();
             let v = match s.metric_ids.get(&(id as u32)) {
                 Some(name) => tri!(s.node.get_metric(name)),

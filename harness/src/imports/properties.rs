@@ -75,6 +75,7 @@ pub(super) fn define(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_property",
         |mut c: C<'_>, pp: i32, pl: i32, ptr_ptr: i32, len_ptr: i32| -> R {
+            intercept!(c, "proxy_get_property");
             let raw = tri!(read(&mut c, pp, pl));
             let path: Vec<String> = raw
                 .split(|b| *b == 0)
@@ -89,6 +90,7 @@ pub(super) fn define(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_set_property",
         |mut c: C<'_>, pp: i32, pl: i32, vp: i32, vl: i32| -> R {
+            intercept!(c, "proxy_set_property");
             let raw = tri!(read(&mut c, pp, pl));
             let value = tri!(read(&mut c, vp, vl));
             let path: Vec<String> = raw

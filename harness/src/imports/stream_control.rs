@@ -14,6 +14,7 @@ pub(super) fn define(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_continue_stream",
         |mut c: C<'_>, which: i32| -> R {
+            intercept!(c, "proxy_continue_stream");
             let s = c.data_mut();
             if !(0..=3).contains(&which) {
                 return Ok(status::BAD_ARGUMENT);
@@ -32,6 +33,7 @@ pub(super) fn define(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_close_stream",
         |mut c: C<'_>, which: i32| -> R {
+            intercept!(c, "proxy_close_stream");
             let s = c.data_mut();
             if !(0..=3).contains(&which) {
                 return Ok(status::BAD_ARGUMENT);
@@ -45,6 +47,7 @@ pub(super) fn define(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     )?;
     // ABI 0.1.0 spellings still used by older SDKs.
     l.func_wrap("env", "proxy_continue_request", |mut c: C<'_>| -> R {
+        intercept!(c, "proxy_continue_request");
         let s = c.data_mut();
         let id = s.effective_context;
         if s.streams.contains_key(&id) {
@@ -54,6 +57,7 @@ pub(super) fn define(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         Ok(status::OK)
     })?;
     l.func_wrap("env", "proxy_continue_response", |mut c: C<'_>| -> R {
+        intercept!(c, "proxy_continue_response");
         let s = c.data_mut();
         let id = s.effective_context;
         if s.streams.contains_key(&id) {
@@ -62,7 +66,8 @@ pub(super) fn define(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         }
         Ok(status::OK)
     })?;
-    l.func_wrap("env", "proxy_clear_route_cache", |_c: C<'_>| -> R {
+    l.func_wrap("env", "proxy_clear_route_cache", |mut c: C<'_>| -> R {
+        intercept!(c, "proxy_clear_route_cache");
         Ok(status::OK)
     })?;
     l.func_wrap(
@@ -78,6 +83,7 @@ pub(super) fn define(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
          hl: i32,
          grpc: i32|
          -> R {
+            intercept!(c, "proxy_send_local_response");
             let details = tri!(read_str(&mut c, dp, dl));
             let body = tri!(read(&mut c, bp, bl));
             let hbytes = tri!(read(&mut c, hp, hl));
@@ -112,6 +118,7 @@ pub(super) fn define(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_set_effective_context",
         |mut c: C<'_>, id: i32| -> R {
+            intercept!(c, "proxy_set_effective_context");
             let s = c.data_mut();
             let id = id as u32;
             if id != s.root_context && !s.streams.contains_key(&id) {
@@ -121,6 +128,9 @@ pub(super) fn define(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             Ok(status::OK)
         },
     )?;
-    l.func_wrap("env", "proxy_done", |_c: C<'_>| -> R { Ok(status::OK) })?;
+    l.func_wrap("env", "proxy_done", |mut c: C<'_>| -> R {
+        intercept!(c, "proxy_done");
+        Ok(status::OK)
+    })?;
     Ok(())
 }

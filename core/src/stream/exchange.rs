@@ -1,0 +1,712 @@
+//! [`Exchange`]: one HTTP request and its response under the policy, decided
+//! phase by phase.
+
+use std::rc::Rc;
+
+use crate::access::{AccessRecord, Actions, RequestLogFacts, TlsFacts};
+use crate::decision::{LocalReply, RequestDecision, RequestFacts, RequestHeaderEdits};
+use crate::events::{EventKind, SecurityEvent};
+use crate::policy::{ClusterName, Direction, FieldAction, Route};
+use crate::protect::{self, BodyFailure};
+use crate::wire::{HOLD_HEADER, PLAINTEXT_UPSTREAM_METRIC};
+
+use super::body::{self, BodyGuard, Step};
+use super::effects::{BodyReplacement, Effects, Flow};
+use super::facts::{BodyView, HeaderView, HostFault, Property, PropertyCache, PropertySource};
+use super::Guard;
+
+/// Where the exchange is in the stream's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Created,
+    RequestHeaders,
+    RequestBody,
+    RequestTrailers,
+    ResponseHeaders,
+    ResponseBody,
+    ResponseTrailers,
+    Log,
+}
+
+impl Phase {
+    /// The direction whose data this phase handles (`None` outside both).
+    pub fn direction(self) -> Option<Direction> {
+        match self {
+            Phase::RequestHeaders | Phase::RequestBody | Phase::RequestTrailers => {
+                Some(Direction::Request)
+            }
+            Phase::ResponseHeaders | Phase::ResponseBody | Phase::ResponseTrailers => {
+                Some(Direction::Response)
+            }
+            Phase::Created | Phase::Log => None,
+        }
+    }
+}
+
+/// One HTTP request/response under the policy: every decision the filter
+/// makes about a stream, with no I/O. The host adapter calls one method per
+/// phase with views of what the host holds, and applies the [`Effects`]
+/// each returns.
+#[derive(Debug)]
+pub struct Exchange {
+    guard: Rc<Guard>,
+    phase: Phase,
+    /// Index of the policy route covering this stream, if any.
+    route: Option<usize>,
+    /// A local reply was sent: later phases let only that reply through.
+    refused: bool,
+    /// The plaintext watch looks at this stream at log time.
+    watch: bool,
+    request_body: BodyGuard,
+    response_body: BodyGuard,
+    props: PropertyCache,
+    /// What the filter did; features add to it, the access record reports it.
+    actions: Actions,
+    /// `:method`, read for streams a route covers (events name it).
+    method: String,
+    /// `x-request-id`, read for streams a route covers, so events join the
+    /// access record.
+    request_id: Option<String>,
+    /// Request facts for the access record; `Some` when this stream gets one.
+    record: Option<Box<RequestLogFacts>>,
+}
+
+impl Exchange {
+    pub(super) fn new(guard: Rc<Guard>) -> Exchange {
+        Exchange {
+            guard,
+            phase: Phase::Created,
+            route: None,
+            refused: false,
+            watch: false,
+            request_body: BodyGuard::default(),
+            response_body: BodyGuard::default(),
+            props: PropertyCache::default(),
+            actions: Actions::default(),
+            method: String::new(),
+            request_id: None,
+            record: None,
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The policy route covering this stream, once the request headers
+    /// were decided.
+    pub fn route(&self) -> Option<&Route> {
+        self.route.and_then(|i| self.guard.policy().routes.get(i))
+    }
+
+    /// A local reply answered this stream.
+    pub fn refused(&self) -> bool {
+        self.refused
+    }
+
+    /// What the filter did so far.
+    pub fn actions(&self) -> &Actions {
+        &self.actions
+    }
+
+    // ---- phases ---------------------------------------------------------
+
+    /// Request headers: the route decision, downstream TLS, what the
+    /// upstream may send back, and whether the request body is held.
+    pub fn on_request_headers(
+        &mut self,
+        headers: &mut impl HeaderView,
+        props: &mut impl PropertySource,
+        end_of_stream: bool,
+    ) -> Effects {
+        self.phase = Phase::RequestHeaders;
+        let mut fx = Effects::default();
+        if let Err(fault) = self.request_headers(headers, props, end_of_stream, &mut fx) {
+            self.fail(fault, &mut fx);
+        }
+        fx
+    }
+
+    /// A request body chunk; `body_size` is everything buffered so far.
+    pub fn on_request_body(
+        &mut self,
+        body_size: usize,
+        end_of_stream: bool,
+        body: &mut impl BodyView,
+    ) -> Effects {
+        self.phase = Phase::RequestBody;
+        self.on_body(Direction::Request, body_size, end_of_stream, body)
+    }
+
+    /// Request trailers: they end a body too (a held body is rewritten now).
+    pub fn on_request_trailers(&mut self, body: &mut impl BodyView) -> Effects {
+        self.phase = Phase::RequestTrailers;
+        self.on_trailers(Direction::Request, body)
+    }
+
+    /// Response headers: the route's header edits and whether the response
+    /// body is held.
+    pub fn on_response_headers(
+        &mut self,
+        headers: &mut impl HeaderView,
+        _props: &mut impl PropertySource,
+        end_of_stream: bool,
+    ) -> Effects {
+        self.phase = Phase::ResponseHeaders;
+        if self.refused {
+            // Our own local reply: nothing to decide, nothing to strip.
+            return Effects::proceed();
+        }
+        let mut fx = Effects::default();
+        if let Err(fault) = self.response_headers(headers, end_of_stream, &mut fx) {
+            self.fail(fault, &mut fx);
+        }
+        fx
+    }
+
+    /// A response body chunk.
+    pub fn on_response_body(
+        &mut self,
+        body_size: usize,
+        end_of_stream: bool,
+        body: &mut impl BodyView,
+    ) -> Effects {
+        self.phase = Phase::ResponseBody;
+        self.on_body(Direction::Response, body_size, end_of_stream, body)
+    }
+
+    pub fn on_response_trailers(&mut self, body: &mut impl BodyView) -> Effects {
+        self.phase = Phase::ResponseTrailers;
+        self.on_trailers(Direction::Response, body)
+    }
+
+    /// The stream is complete: the plaintext watch and the access record.
+    pub fn on_log(&mut self, props: &mut impl PropertySource) -> Effects {
+        self.phase = Phase::Log;
+        let mut fx = Effects::default();
+        if self.watch {
+            match self.watch_upstream(props) {
+                Ok(Some(event)) => {
+                    fx.counters.push(PLAINTEXT_UPSTREAM_METRIC);
+                    self.raise(&mut fx, event);
+                }
+                Ok(None) => {}
+                Err(fault) => self.fail(fault, &mut fx),
+            }
+        }
+        if let Some(mut request) = self.record.take() {
+            if let Some(fault) = self.complete_record(&mut request, props) {
+                self.fail(fault, &mut fx);
+            }
+            fx.record = Some(Box::new(AccessRecord::build(
+                &request,
+                &self.actions,
+                self.guard.scrubber(),
+            )));
+        }
+        fx
+    }
+
+    /// The host could not apply an effect (a header edit, the body
+    /// replacement, the local reply): the fail-closed answer to that.
+    pub fn host_failed(&mut self, fault: HostFault) -> Effects {
+        let mut fx = Effects::default();
+        self.fail(fault, &mut fx);
+        fx
+    }
+
+    // ---- request --------------------------------------------------------
+
+    fn request_headers(
+        &mut self,
+        headers: &mut impl HeaderView,
+        props: &mut impl PropertySource,
+        end_of_stream: bool,
+        fx: &mut Effects,
+    ) -> Result<(), HostFault> {
+        let guard = Rc::clone(&self.guard);
+        let policy = guard.policy();
+        let reads = guard.match_reads();
+        // The path and the hold marker are read for every request.
+        headers.expect_several();
+        if headers.get(HOLD_HEADER)?.is_some() {
+            // Only dpp_guard marks a message for the hold filters: a mark
+            // from the client would make them buffer any request.
+            fx.remove(HOLD_HEADER);
+        }
+        let path = headers.get(":path")?.unwrap_or_default();
+        let host = read_if(reads.host, headers, ":authority")?;
+        let mut method = read_if(reads.method, headers, ":method")?;
+        let route_name = match reads.route_name {
+            true => self
+                .props
+                .string(props, Property::RouteName)?
+                .map(str::to_owned),
+            false => None,
+        };
+        let facts = RequestFacts {
+            host: host.as_deref().unwrap_or_default(),
+            path: &path,
+            method: method.as_deref().unwrap_or_default(),
+            route_name: route_name.as_deref(),
+        };
+        let (route, refusal) = match policy.decide_request(&facts) {
+            RequestDecision::Unprotected { edits } => {
+                apply_request_edits(fx, edits);
+                self.watch = guard.sample_unprotected_watch();
+                if policy.logging.access_records.covers(false) {
+                    let method = method_or_read(method, headers)?;
+                    self.request_id = headers.get("x-request-id")?;
+                    self.remember(headers, path, method)?;
+                }
+                return Ok(());
+            }
+            RequestDecision::Refuse {
+                route,
+                reply,
+                event,
+            } => (route, Some((reply, event))),
+            RequestDecision::Proceed { route, edits } => {
+                apply_request_edits(fx, edits);
+                (Some(route), None)
+            }
+        };
+        self.route = route.map(|r| r.index);
+        // Recorded like a protected request: it is covered by a route, or
+        // it was refused (route or not). Watched unless refused here:
+        // then nothing goes upstream.
+        self.watch = refusal.is_none();
+        method = Some(method_or_read(method, headers)?);
+        self.method = method.clone().unwrap_or_default();
+        self.request_id = headers.get("x-request-id")?;
+        if policy.logging.access_records.covers(true) {
+            self.remember(headers, path, method.unwrap_or_default())?;
+        }
+        if let (Some(record), Some(route)) = (&mut self.record, route) {
+            record.policy_route = Some(route.name.clone());
+        }
+        if let Some((reply, event)) = refusal {
+            // The decision may not have had the method (no route matches
+            // on it): the event names it.
+            let event = event.method(&self.method);
+            self.refuse(fx, reply, event);
+            return Ok(());
+        }
+        let Some(route) = route else {
+            return Ok(());
+        };
+        if policy.downstream_tls_required() {
+            let tls = self.props.string(props, Property::DownstreamTlsVersion)?;
+            if let Some((reply, event)) = policy.downstream_refusal(route, tls, &self.method) {
+                self.refuse(fx, reply, event);
+                return Ok(());
+            }
+        }
+        if route.fields(Direction::Response).is_some() {
+            // A compressed response could not be inspected (and would be
+            // refused): ask the upstream for identity encoding.
+            fx.remove("accept-encoding");
+        }
+        if route.fields(Direction::Request).is_some() && !end_of_stream {
+            let plan = body::plan(
+                route,
+                headers.get("content-type")?.as_deref(),
+                headers.get("content-encoding")?.as_deref(),
+                headers.get("content-length")?.as_deref(),
+            );
+            let step = self.request_body.on_headers(plan);
+            self.body_headers_step(fx, route, Direction::Request, step);
+        }
+        Ok(())
+    }
+
+    /// Request facts of the access record, taken while the headers are at
+    /// hand (later filters may rewrite them).
+    fn remember(
+        &mut self,
+        headers: &mut impl HeaderView,
+        path: String,
+        method: String,
+    ) -> Result<(), HostFault> {
+        let logging = &self.guard.policy().logging;
+        let mut logged = Vec::with_capacity(logging.request_headers.len());
+        for name in &logging.request_headers {
+            if let Some(value) = headers.get(name)? {
+                logged.push((name.clone(), value));
+            }
+        }
+        let principal = match &logging.principal_header {
+            Some(h) => headers.get(h)?,
+            None => None,
+        };
+        self.record = Some(Box::new(RequestLogFacts {
+            path,
+            method,
+            request_id: self.request_id.clone(),
+            headers: logged,
+            principal,
+            ..RequestLogFacts::default()
+        }));
+        Ok(())
+    }
+
+    // ---- response -------------------------------------------------------
+
+    fn response_headers(
+        &mut self,
+        headers: &mut impl HeaderView,
+        end_of_stream: bool,
+        fx: &mut Effects,
+    ) -> Result<(), HostFault> {
+        if headers.get(HOLD_HEADER)?.is_some() {
+            // From the upstream: only dpp_guard marks what the hold
+            // filters keep back.
+            fx.remove(HOLD_HEADER);
+        }
+        let guard = Rc::clone(&self.guard);
+        let Some(route) = self.route.and_then(|i| guard.policy().routes.get(i)) else {
+            return Ok(());
+        };
+        for (name, value) in route.response_header_edits().set {
+            fx.set(name, value);
+        }
+        if route.fields(Direction::Response).is_some() && !end_of_stream {
+            headers.expect_several();
+            let plan = body::plan(
+                route,
+                headers.get("content-type")?.as_deref(),
+                headers.get("content-encoding")?.as_deref(),
+                headers.get("content-length")?.as_deref(),
+            );
+            let step = self.response_body.on_headers(plan);
+            self.body_headers_step(fx, route, Direction::Response, step);
+        }
+        Ok(())
+    }
+
+    // ---- bodies ---------------------------------------------------------
+
+    fn body_headers_step(&mut self, fx: &mut Effects, route: &Route, dir: Direction, step: Step) {
+        match step {
+            Step::Pass => {}
+            Step::Hold => {
+                // The rewritten body has another length; Envoy re-frames
+                // it. Headers continue (Envoy delivers no body to a filter
+                // that paused them); the hold filters keep marked headers
+                // back until the body is through.
+                fx.remove("content-length");
+                fx.set(HOLD_HEADER, "1");
+            }
+            Step::Refuse(f) => self.refuse_body(fx, route, dir, f),
+        }
+    }
+
+    fn on_body(
+        &mut self,
+        dir: Direction,
+        body_size: usize,
+        end_of_stream: bool,
+        body: &mut impl BodyView,
+    ) -> Effects {
+        if self.refused {
+            return after_refusal(dir);
+        }
+        let guard = Rc::clone(&self.guard);
+        let Some(route) = self.route.and_then(|i| guard.policy().routes.get(i)) else {
+            return Effects::proceed();
+        };
+        let mut fx = Effects::default();
+        match self.body_guard(dir).on_body(route, body_size) {
+            Step::Pass => {}
+            Step::Refuse(f) => self.refuse_body(&mut fx, route, dir, f),
+            Step::Hold if !end_of_stream => fx.flow = Flow::Pause,
+            Step::Hold => self.finish_body(&mut fx, route, dir, body_size, body),
+        }
+        fx
+    }
+
+    fn on_trailers(&mut self, dir: Direction, body: &mut impl BodyView) -> Effects {
+        if self.refused {
+            return after_refusal(dir);
+        }
+        let guard = Rc::clone(&self.guard);
+        let route = self.route.and_then(|i| guard.policy().routes.get(i));
+        let mut fx = Effects::default();
+        if let (Some(size), Some(route)) = (self.body_guard(dir).pending_at_trailers(), route) {
+            self.finish_body(&mut fx, route, dir, size, body);
+        }
+        fx
+    }
+
+    /// Rewrites the complete buffered body of `dir`, or refuses it.
+    fn finish_body(
+        &mut self,
+        fx: &mut Effects,
+        route: &Route,
+        dir: Direction,
+        body_size: usize,
+        body: &mut impl BodyView,
+    ) {
+        self.body_guard(dir).finish();
+        if body_size == 0 {
+            return;
+        }
+        let bytes = match body.read(body_size) {
+            Ok(b) if b.len() == body_size => b,
+            Ok(_) => return self.fail(HostFault::short_read("proxy_get_buffer_bytes"), fx),
+            Err(fault) => return self.fail(fault, fx),
+        };
+        // The keyring is loaded whenever a route has rules (the policy is
+        // refused otherwise); its absence here is still refused.
+        let (Some(rules), Some(keyring)) = (route.fields(dir), self.guard.keyring()) else {
+            return self.refuse_body(fx, route, dir, BodyFailure::Seal);
+        };
+        match protect::rewrite_counted(rules, keyring, &bytes) {
+            Ok((new, fields)) => {
+                let count = match rules.action {
+                    FieldAction::Encrypt => &mut self.actions.fields_encrypted,
+                    FieldAction::Decrypt => &mut self.actions.fields_decrypted,
+                };
+                *count = count.saturating_add(fields);
+                if let Some(new) = new {
+                    fx.body = Some(BodyReplacement {
+                        len: body_size,
+                        bytes: new,
+                    });
+                }
+            }
+            Err(f) => self.refuse_body(fx, route, dir, f),
+        }
+    }
+
+    fn body_guard(&mut self, dir: Direction) -> &mut BodyGuard {
+        match dir {
+            Direction::Request => &mut self.request_body,
+            Direction::Response => &mut self.response_body,
+        }
+    }
+
+    // ---- log ------------------------------------------------------------
+
+    /// Defence in depth: an exchange that went over a plaintext upstream
+    /// connection no exemption covers means the upstream guard is missing
+    /// or bypassed. Reads as little as the answer needs: one property on a
+    /// TLS upstream.
+    fn watch_upstream(
+        &mut self,
+        props: &mut impl PropertySource,
+    ) -> Result<Option<SecurityEvent>, HostFault> {
+        if self
+            .props
+            .string(props, Property::UpstreamTlsVersion)?
+            .is_some()
+        {
+            return Ok(None);
+        }
+        if self
+            .props
+            .raw(props, Property::UpstreamLocalAddress)?
+            .is_none_or(<[u8]>::is_empty)
+        {
+            // No upstream connection: nothing went upstream in clear.
+            return Ok(None);
+        }
+        let details = self
+            .props
+            .string(props, Property::ResponseCodeDetails)?
+            .map(str::to_owned);
+        let cluster = self
+            .props
+            .string(props, Property::ClusterName)?
+            .map(ClusterName::new);
+        Ok(self.guard.policy().plaintext_upstream_seen(
+            cluster.as_ref(),
+            true,
+            None,
+            details.as_deref(),
+            "log",
+        ))
+    }
+
+    /// Response-side facts of the access record, complete only at log
+    /// time. A fact the host cannot deliver is left out; the first such
+    /// fault is returned (reported once, the record still written).
+    fn complete_record(
+        &mut self,
+        facts: &mut RequestLogFacts,
+        props: &mut impl PropertySource,
+    ) -> Option<HostFault> {
+        use Property as P;
+        let mut first = None;
+        let mut ok = |r: Result<Option<String>, HostFault>| match r {
+            Ok(v) => v,
+            Err(f) => {
+                first.get_or_insert(f);
+                None
+            }
+        };
+        let c = &mut self.props;
+        let text = |c: &mut PropertyCache, props: &mut _, p| {
+            c.string(props, p).map(|v| v.map(str::to_owned))
+        };
+        facts.time_unix_nanos = props.unix_time_nanos();
+        facts.code_details = ok(text(c, props, P::ResponseCodeDetails));
+        facts.route_name = ok(text(c, props, P::RouteName));
+        facts.upstream_cluster = ok(text(c, props, P::ClusterName));
+        let downstream = ok(text(c, props, P::DownstreamTlsVersion));
+        let upstream = ok(text(c, props, P::UpstreamTlsVersion));
+        facts.client_address = ok(text(c, props, P::SourceAddress));
+        let mtls = c.flag(props, P::DownstreamMtls);
+        let mtls = ok(mtls.map(|m| m.then(String::new))).is_some();
+        facts.tls = TlsFacts {
+            downstream,
+            downstream_mtls: mtls,
+            upstream,
+        };
+        if facts.principal.is_none() && mtls {
+            facts.principal = ok(text(c, props, P::PeerSubject));
+        }
+        let mut number = |p| match c.u64(props, p) {
+            Ok(v) => v,
+            Err(f) => {
+                first.get_or_insert(f);
+                None
+            }
+        };
+        facts.status = number(P::ResponseCode);
+        facts.duration_nanos = number(P::RequestDuration);
+        facts.request_bytes = number(P::RequestTotalSize);
+        facts.response_bytes = number(P::ResponseTotalSize);
+        first
+    }
+
+    // ---- refusals -------------------------------------------------------
+
+    /// Fails closed on a protected body: a JSON error reply and an event.
+    fn refuse_body(&mut self, fx: &mut Effects, route: &Route, dir: Direction, f: BodyFailure) {
+        let (reply, event) = f.reply(dir, &route.name, &self.method);
+        self.refuse(fx, reply, event);
+    }
+
+    /// Answers with the filter's own reply instead of forwarding; the
+    /// event joins the access record by request id.
+    fn refuse(&mut self, fx: &mut Effects, reply: LocalReply, event: SecurityEvent) {
+        self.refused = true;
+        self.actions.refused(reply.code);
+        self.raise(fx, event);
+        fx.header_edits.clear();
+        fx.body = None;
+        fx.reply = Some(reply);
+        fx.flow = Flow::Pause;
+    }
+
+    fn raise(&mut self, fx: &mut Effects, event: SecurityEvent) {
+        let event = match &self.request_id {
+            Some(id) if event.request_id.is_none() => {
+                event.scrubbed_request_id(id, self.guard.scrubber())
+            }
+            _ => event,
+        };
+        self.actions.raised(event.event);
+        fx.counters.extend(event.counters());
+        fx.events.push(event);
+    }
+
+    /// A host call failed. While the stream can still be answered, it is
+    /// refused; if the refusal itself could not be sent, it is reset; at
+    /// log time there is nothing left to stop, so the fault is reported.
+    fn fail(&mut self, fault: HostFault, fx: &mut Effects) {
+        let event = SecurityEvent::new(EventKind::HostCallFailed)
+            .detail(format!("{}: {fault}", phase_name(self.phase)));
+        let event = match self.route() {
+            Some(route) => event.route(&route.name),
+            None => event,
+        };
+        let event = match self.method.is_empty() {
+            true => event,
+            false => event.method(&self.method),
+        };
+        let Some(dir) = self.phase.direction() else {
+            self.raise(fx, event);
+            return;
+        };
+        if self.refused {
+            // The refusal itself failed: nothing of this stream may pass.
+            self.raise(fx, event);
+            fx.header_edits.clear();
+            fx.body = None;
+            fx.reply = None;
+            fx.reset = true;
+            fx.flow = Flow::Pause;
+            return;
+        }
+        self.refuse(fx, host_fault_reply(dir), event);
+    }
+}
+
+/// After a refusal the only response is our own local reply, which passes
+/// through the response callbacks too: let it through. Request bytes stay
+/// held.
+fn after_refusal(dir: Direction) -> Effects {
+    match dir {
+        Direction::Request => Effects::pause(),
+        Direction::Response => Effects::proceed(),
+    }
+}
+
+/// Request header edits the route decision made (a normalised `:path`).
+fn apply_request_edits(fx: &mut Effects, edits: RequestHeaderEdits) {
+    for (name, value) in edits.set {
+        fx.set(name, value);
+    }
+}
+
+fn read_if(
+    wanted: bool,
+    headers: &mut impl HeaderView,
+    name: &str,
+) -> Result<Option<String>, HostFault> {
+    match wanted {
+        true => Ok(Some(headers.get(name)?.unwrap_or_default())),
+        false => Ok(None),
+    }
+}
+
+fn method_or_read(
+    method: Option<String>,
+    headers: &mut impl HeaderView,
+) -> Result<String, HostFault> {
+    match method {
+        Some(m) => Ok(m),
+        None => Ok(headers.get(":method")?.unwrap_or_default()),
+    }
+}
+
+fn phase_name(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Created => "stream start",
+        Phase::RequestHeaders => "request headers",
+        Phase::RequestBody => "request body",
+        Phase::RequestTrailers => "request trailers",
+        Phase::ResponseHeaders => "response headers",
+        Phase::ResponseBody => "response body",
+        Phase::ResponseTrailers => "response trailers",
+        Phase::Log => "log",
+    }
+}
+
+/// The reply when the proxy could not hand over what a decision needs.
+pub fn host_fault_reply(dir: Direction) -> LocalReply {
+    match dir {
+        Direction::Request => LocalReply::json(
+            500,
+            "check_unavailable",
+            "the data protection check could not run; the request was not forwarded",
+        ),
+        Direction::Response => LocalReply::json(
+            502,
+            "check_unavailable",
+            "the data protection check could not run; the response was not forwarded",
+        ),
+    }
+}

@@ -266,4 +266,3 @@ fn upstream_guard_refuses_a_pooled_plaintext_connection_before_any_byte() {
     assert!(s.status().is_some_and(|c| c >= 500), "{:?}", s.status());
     assert_eq!(node.counter(upstream_metrics::REFUSED_POOLED), Some(1));
 }
-

@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(policy splice envelope scrub chain body path)
+[ ${#targets[@]} -eq 0 ] && targets=(policy splice envelope scrub chain body path stream)
 mkdir -p ../target/fuzz
 nice -n 19 cargo +nightly fuzz build --sanitizer "${FUZZ_SANITIZER:-none}"
 for t in "${targets[@]}"; do

@@ -19,7 +19,7 @@ cd "$(dirname "$0")"
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(policy splice envelope scrub chain body path)
+[ ${#targets[@]} -eq 0 ] && targets=(policy splice envelope scrub chain body path stream)
 out=../target/fuzz
 mkdir -p "$out"
 summary="$out/summary.txt"

@@ -181,6 +181,20 @@ PATHS = [
 ]
 
 
+def stream_seeds() -> None:
+    # fuzz/checks/src/stream.rs: a, b, c, d flag bytes, chunk sizes, u16 request length, bodies.
+    doc = json.dumps({"payload": {"AmazonOrderId": "1", "BuyerEmail": "q@r.st", "BuyerName": "Q R",
+                                  "ShippingAddress": {"City": "C", "Phone": "1"}}, "a": [1, "x"]}).encode()
+    buyer = json.dumps(OPERATIONS["getOrderBuyerInfo"][1]).encode()
+    for a in (0x08, 0x09, 0x0a, 0x0b, 0x1b, 0x48, 0x3c, 0x0d):
+        for b in (0x00, 0x80, 0xc0, 0x43, 0x08, 0x01):
+            for c, d in ((0x00, 0), (0x80, 3), (0x20, 1), (0x04, 0), (0x00, 0x40)):
+                for req in (doc, buyer, b'{"a":', b""):
+                    sizes = bytes([3, 1, 7, 30]) if len(req) > 40 else bytes([0])
+                    write("stream", bytes([a, b, c, d]) + sizes + bytes([2, 5, 40])
+                          + len(req).to_bytes(2, "little") + req + doc)
+
+
 def main() -> None:
     for doc in policies():
         write("policy", doc)
@@ -189,6 +203,7 @@ def main() -> None:
     scrub_seeds()
     chain_seeds()
     body_seeds()
+    stream_seeds()
     for p in PATHS:
         for mode in (0, 1):
             write("path", bytes([mode]) + p.encode())

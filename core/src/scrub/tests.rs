@@ -26,6 +26,21 @@ fn readable(out: &str) -> String {
 }
 
 #[test]
+fn a_value_hidden_behind_another_detection_is_found_too() {
+    // Found by fuzzing (fuzz target `scrub`): a phone glued to an IPv6
+    // address made the address one unparsable run (`1234567::ffff:...`);
+    // once the phone was replaced, the address stood in the log in clear.
+    let s = unkeyed();
+    assert_eq!(
+        s.text("+49 30 1234567::ffff:cb00:7107 ok"),
+        "[phone][ip] ok"
+    );
+    assert_eq!(s.text("x86_64) 19280::1%eth0"), "x86_[phone][ip]%eth0");
+    let out = s.text("tel +1 206 555 0147::ffff:cb00:7107");
+    assert!(!out.contains("cb00"), "{out}");
+}
+
+#[test]
 fn url_keeps_structure_and_replaces_pii() {
     let s = keyed();
     let out = s.url("/orders/123-4567890-1234567/buyer/jane%40example.com?BuyerEmail=jane%40example.com&MarketplaceIds=ATVPDKIKX0DER&ip=10.1.2.3");

@@ -19,6 +19,7 @@ pub mod path;
 pub mod policy;
 pub mod scrub;
 pub mod splice;
+pub mod stream;
 
 /// A target's check: returns, or panics with the property that failed.
 pub type Check = fn(&[u8]);
@@ -33,6 +34,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("chain", chain::check),
     ("body", body::check),
     ("path", path::check),
+    ("stream", stream::check),
 ];
 
 /// Reads a structured input from the front of the fuzzer's bytes. Reads

@@ -63,6 +63,9 @@ pub const CATALOGUE: &[&str] = &[
     "$..\u{df}",
 ];
 
+/// Rules compiled from a header, with their selectors for the reference.
+type Compiled = (FieldRules, Vec<Selector>);
+
 /// Reads the header and compiles it as the filter does: the `encrypt`
 /// rule of a policy route. Returns the rules and, for the reference
 /// matcher, the selectors. `None` when nothing usable was read.
@@ -83,9 +86,8 @@ pub fn rules_from(input: &mut Input<'_>) -> Option<(FieldRules, Vec<Selector>)> 
     let context = crate::text(input.take((flags >> 4) as usize));
     let header = input.consumed_since(before);
     // The fuzzer mostly mutates the body: compile each header once.
-    type Compiled = Option<(FieldRules, Vec<Selector>)>;
     thread_local! {
-        static COMPILED: std::cell::RefCell<std::collections::HashMap<Vec<u8>, Compiled>> =
+        static COMPILED: std::cell::RefCell<std::collections::HashMap<Vec<u8>, Option<Compiled>>> =
             Default::default();
     }
     if let Some(hit) = COMPILED.with(|c| c.borrow().get(header).cloned()) {

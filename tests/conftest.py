@@ -15,9 +15,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from support.envoy import Envoy  # noqa: E402
 from support.paths import WASM  # noqa: E402
 from support.pki import TestPki  # noqa: E402
+from support.reports import ENVOYS_KEY  # noqa: E402
 from support.stack import GuardStack  # noqa: E402
 
-_ENVOYS_KEY = pytest.StashKey[list]()
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +36,7 @@ def pki(tmp_path_factory) -> TestPki:
 def envoys(request) -> list[Envoy]:
     """Envoys registered here are stopped at teardown and their logs attached to failures."""
     started: list[Envoy] = []
-    request.node.stash[_ENVOYS_KEY] = started
+    request.node.stash[ENVOYS_KEY] = started
     yield started
     for e in started:
         e.stop()
@@ -67,5 +67,5 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     if report.failed:
-        for e in item.stash.get(_ENVOYS_KEY, []):
+        for e in item.stash.get(ENVOYS_KEY, []):
             report.sections.append((f"{e.name} log ({e.log_path})", e.log_tail(120)))

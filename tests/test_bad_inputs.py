@@ -34,9 +34,9 @@ from typing import Callable, Optional, Union
 
 import pytest
 
-from conftest import _ENVOYS_KEY
 from support.h2 import H2Client, H2Upstream
 from support.paths import ROOT
+from support.reports import ENVOYS_KEY
 from support.rawhttp import RawConnection
 from support.sp_api import OPERATIONS, leaks
 from support.stack import GuardStack
@@ -547,7 +547,7 @@ def benches(wasm, pki, tmp_path_factory):
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input(benches, case: Case, request):
     b = benches(case.stack)
-    request.node.stash[_ENVOYS_KEY] = [b.envoy]
+    request.node.stash[ENVOYS_KEY] = [b.envoy]
     events_before = b.events()
     upstream_before = b.upstream_total()
     seen_before = len(b.stack.service.requests)

@@ -39,8 +39,11 @@ IGNORED_UPSTREAM = {"x-forwarded-proto", "x-request-id", "x-envoy-expected-rq-ti
 def harness_bin() -> Path:
     if os.environ.get("HARNESS_BIN"):
         return Path(os.environ["HARNESS_BIN"])
-    # A no-op when `make test` already built it.
-    subprocess.run(["cargo", "build", "--quiet", "-p", "dpp-guard-harness"], cwd=ROOT, check=True)
+    # The same cargo invocation as `make test-bins`, so a no-op after it:
+    # `cargo build -p dpp-guard-harness` alone unifies features differently
+    # and rebuilds wasmtime (minutes on a CI machine).
+    subprocess.run(["cargo", "test", "--quiet", "--workspace", "--exclude", "dpp-guard", "--no-run"],
+                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     return ROOT / "target" / "debug" / "dpp-guard-harness"
 
 

@@ -82,7 +82,10 @@ def plugin_metric_names() -> set[str]:
     names = set()
     for src in [*(ROOT / "plugin" / "src").glob("*.rs"), *(ROOT / "core" / "src").rglob("*.rs")]:
         names |= {n.replace(".", "_") for n in re.findall(r'"(dpp_guard\.[a-z_.]+)"', src.read_text())}
-    return names
+    # A prefix (`concat!("dpp_guard.report_only.", $name)` in events.rs'
+    # table) names one counter per event kind.
+    prefixes = {n for n in names if n.endswith("_")}
+    return (names - prefixes) | {p + k for p in prefixes for k in emitted_event_kinds()}
 
 
 def alert_regex(alert: str) -> str:

@@ -69,6 +69,57 @@ impl Canaries {
         }
     }
 
+    /// The request target with every path segment and query value that
+    /// carries a canary replaced by `[canary]`: what the access record
+    /// keeps of a request that named one (the value is logged nowhere).
+    pub fn redact_target(&self, target: &str) -> String {
+        let (rest, fragment) = match target.split_once('#') {
+            Some((r, f)) => (r, Some(f)),
+            None => (target, None),
+        };
+        let (path, query) = match rest.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (rest, None),
+        };
+        let hit = |text: &str, plus: bool| {
+            let mut hits = Vec::new();
+            self.spellings(text, plus, &mut hits);
+            !hits.is_empty()
+        };
+        let mut out = String::with_capacity(target.len());
+        for (i, segment) in path.split('/').enumerate() {
+            if i > 0 {
+                out.push('/');
+            }
+            let head = segment.split_once(';').map_or(segment, |(h, _)| h);
+            match hit(segment, false) || hit(head, false) {
+                true => out.push_str(REDACTED),
+                false => out.push_str(segment),
+            }
+        }
+        if let Some(query) = query {
+            out.push('?');
+            for (i, pair) in query.split('&').enumerate() {
+                if i > 0 {
+                    out.push('&');
+                }
+                match pair.split_once('=') {
+                    Some((k, v)) if hit(v, true) => {
+                        out.push_str(k);
+                        out.push('=');
+                        out.push_str(REDACTED);
+                    }
+                    None if hit(pair, true) => out.push_str(REDACTED),
+                    _ => out.push_str(pair),
+                }
+            }
+        }
+        if fragment.is_some() {
+            out.push_str("#");
+        }
+        out
+    }
+
     fn spellings(&self, raw: &str, plus_is_space: bool, hits: &mut Vec<usize>) {
         if raw.is_empty() || raw.len() > 3 * MAX_CANARY_LEN {
             return;
@@ -104,6 +155,9 @@ impl Canaries {
         }
     }
 }
+
+/// What a canary value is replaced with in the access record.
+pub const REDACTED: &str = "[canary]";
 
 /// Adds `i` unless present (a canary counts once per message).
 pub fn push_once(hits: &mut Vec<usize>, i: usize) {

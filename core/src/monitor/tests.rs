@@ -130,3 +130,17 @@ fn counter_keys_hold_pseudonyms_and_retry_after_rounds_up() {
     assert_eq!(retry_after_seconds(0, 1_500_000_000), 2);
     assert_eq!(retry_after_seconds(10, 5), 1);
 }
+
+#[test]
+fn the_record_path_keeps_everything_but_the_canary() {
+    let c = canaries(&["ORD-CANARY-1"]);
+    assert_eq!(
+        c.redact_target("/orders/ORD-CANARY-1/items?x=1&id=ORD%2DCANARY-1&ORD-CANARY-1#f"),
+        "/orders/[canary]/items?x=1&id=[canary]&[canary]#"
+    );
+    assert_eq!(
+        c.redact_target("/orders/ORD-CANARY-1;v=2"),
+        "/orders/[canary]"
+    );
+    assert_eq!(c.redact_target("/orders/1?a=b"), "/orders/1?a=b");
+}

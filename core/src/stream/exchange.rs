@@ -764,6 +764,10 @@ impl Exchange {
         if hits.is_empty() {
             return Ok(false);
         }
+        if let Some(record) = &mut self.record {
+            // The access record keeps the request's path: not the canary's.
+            record.path = canaries.redact_target(target);
+        }
         self.who(props)?;
         Ok(self.canaries_found(fx, Direction::Request, &hits))
     }

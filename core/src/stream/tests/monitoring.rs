@@ -607,3 +607,21 @@ fn unauthorized_answers_ours_or_the_services_make_one_burst_alarm_per_window() {
         .count();
     assert_eq!(bursts, 1);
 }
+
+#[test]
+fn the_access_record_of_a_canary_request_does_not_hold_the_canary() {
+    let g = monitored(with_canary(base(), false));
+    let mut x = g.open();
+    let mut p = client("203.0.113.9:5555");
+    x.on_request_headers(
+        &mut request("GET", &format!("/orders/{CANARY}?q={CANARY}"), &[]),
+        &mut p,
+        &mut MemoryStore::default(),
+        true,
+    );
+    let fx = x.on_log(&mut p, &mut MemoryStore::default());
+    let record = serde_json::to_string(fx.record.as_deref().expect("a record")).unwrap();
+    assert!(!record.contains(CANARY), "{record}");
+    assert!(record.contains("/orders/[canary]"), "{record}");
+    assert!(record.contains("canary_accessed"), "{record}");
+}

@@ -7,13 +7,15 @@ import base64
 import json
 import os
 import re
+import ssl
 import subprocess
 import time
 
 import pytest
 
 from support.paths import ROOT
-from support.upstream import ScriptedResponse
+from support.upstream import RecordingHttpServer, ScriptedResponse
+from test_transport import cluster, transport_stack, with_transport  # noqa: F401 (fixture)
 
 CLI = ROOT / "target" / "debug" / "dpp-guard"
 CANARY = "ORD-CANARY-0001"
@@ -181,3 +183,26 @@ def test_report_mode_passes_what_enforce_refuses_with_the_same_events(guard_stac
     for kind in kinds:
         assert counter(stack, f"events.{kind}") == 1
         assert counter(stack, f"report_only.{kind}") == (1 if mode == "report" else 0)
+
+
+@pytest.mark.parametrize("mode", ["enforce", "report"])
+def test_the_upstream_guard_in_report_mode_lets_a_refused_connection_carry_the_request(
+        transport_stack, pki, mode):
+    """The same TLS 1.2 upstream under a TLS 1.3 minimum: enforce refuses
+    (502, nothing sent), report sends the request; the same event, flagged."""
+    old = transport_stack.own(RecordingHttpServer(tls=pki.leaf("tls12-only"),
+                                                  tls_max_version=ssl.TLSVersion.TLSv1_2))
+    stack = transport_stack([cluster("old", old.port, tls_ca=pki.ca_cert)],
+                            policy=with_transport({"upstream": {"min_tls_version": "TLSv1.3", "mode": mode}}))
+    r = stack.request("POST", "/old/x", body=b'{"a":1}')
+    (event,) = stack.events("upstream_tls_version_refused")
+    if mode == "enforce":
+        assert r.status == 502 and old.requests == []
+        assert "report_only" not in event
+        assert stack.counter("dpp_guard.upstream.report_only") == 0
+    else:
+        assert r.status == 200 and len(old.requests) == 1
+        assert event["report_only"] is True
+        assert stack.counter("dpp_guard.upstream.report_only") == 1
+        assert stack.counter("dpp_guard.report_only.upstream_tls_version_refused") == 1
+    assert "cluster=old" in event["detail"]

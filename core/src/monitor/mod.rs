@@ -115,7 +115,7 @@ impl Canaries {
             }
         }
         if fragment.is_some() {
-            out.push_str("#");
+            out.push('#');
         }
         out
     }

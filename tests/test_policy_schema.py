@@ -73,6 +73,22 @@ INVALID = [
     ('{"version":1,"logging":{"request_headers":["a b"]}}', "logging.request_headers[0]"),
     ('{"version":1,"logging":{"pii_keys":["--"]}}', "logging.pii_keys[0]"),
     ('{"version":1,"logging":{"principal_header":"x y"}}', "logging.principal_header"),
+    # monitoring (docs/monitoring.md)
+    ('{"version":1,"mode":"audit"}', "mode"),
+    ('{"version":1,"routes":[{"name":"a","mode":"off"}]}', "routes[0].mode"),
+    ('{"version":1,"transport":{"upstream":{"mode":"dry-run"}}}', "transport.upstream.mode"),
+    ('{"version":1,"monitoring":{"canaries":[{"digest":"ORD-1","label":"a"}]}}', "monitoring.canaries[0].digest"),
+    ('{"version":1,"monitoring":{"canaries":[{"digest":"' + "ab" * 32 + '","label":"a b"}]}}',
+     "monitoring.canaries[0].label"),
+    ('{"version":1,"monitoring":{"canaries":[{"value":"ORD-1","label":"a"}]}}', "monitoring.canaries[0].value"),
+    ('{"version":1,"monitoring":{"unauthorized_burst":{"count":0,"window_seconds":60}}}',
+     "monitoring.unauthorized_burst.count"),
+    ('{"version":1,"routes":[{"name":"a","limits":{"requests":{"max":0,"window_seconds":60}}}]}',
+     "routes[0].limits.requests.max"),
+    ('{"version":1,"routes":[{"name":"a","limits":{"response_bytes":{"max":9,"window_seconds":0}}}]}',
+     "routes[0].limits.response_bytes.window_seconds"),
+    ('{"version":1,"routes":[{"name":"a","limits":{"bytes":{"max":9,"window_seconds":9}}}]}',
+     "routes[0].limits.bytes"),
 ]
 
 

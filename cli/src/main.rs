@@ -15,6 +15,7 @@ use dpp_core::crypto::keyring::generate_entry;
 use dpp_core::crypto::KeyId;
 use dpp_core::policy::{FieldAction, Policy, DEFAULT_LOG_KEY_ENV};
 
+mod canary;
 mod findings;
 mod lint_access_log;
 mod lint_envoy;
@@ -92,10 +93,35 @@ enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Canary records (docs/monitoring.md).
+    Canary {
+        #[command(subcommand)]
+        command: CanaryCommand,
+    },
     /// Print a shell completion script, e.g. `dpp-guard completions bash`.
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CanaryCommand {
+    /// Print the digest a policy lists for a canary value
+    /// (`monitoring.canaries[].digest`): HMAC-SHA256 under the log key.
+    ///
+    /// The log key is read from the environment, never from the command
+    /// line. Pass `-` to read the value from stdin (one trailing newline
+    /// dropped) and keep it out of shell history. The filter compares the
+    /// exact string: a JSON string's characters, a percent-decoded path
+    /// segment or query value.
+    Digest {
+        /// Environment variable holding the log key.
+        #[arg(long, value_name = "NAME", default_value = DEFAULT_LOG_KEY_ENV)]
+        key_env: String,
+        /// The canary value, or `-` for stdin.
+        #[arg(value_name = "VALUE")]
+        value: String,
     },
 }
 
@@ -115,6 +141,9 @@ fn main() -> ExitCode {
             from_start,
             file,
         } => verify_log::run(&key_env, from_start, &file),
+        Command::Canary {
+            command: CanaryCommand::Digest { key_env, value },
+        } => canary::digest(&key_env, &value),
         Command::Completions { shell } => {
             let mut out = std::io::stdout().lock();
             clap_complete::generate(shell, &mut Cli::command(), "dpp-guard", &mut out);

@@ -105,9 +105,12 @@ fn version_and_per_command_help() {
         ("decrypt", "--direction <DIRECTION>"),
         ("lint-envoy", "--json"),
         ("verify-log", "--key-env <NAME>"),
+        ("canary digest", "--key-env <NAME>"),
         ("completions", "<SHELL>"),
     ] {
-        let (code, stdout, _) = output(&[command, "--help"]);
+        let mut args: Vec<&str> = command.split(' ').collect();
+        args.push("--help");
+        let (code, stdout, _) = output(&args);
         assert_eq!(code, Some(0), "{command} --help");
         assert!(
             stdout.contains(&format!("Usage: dpp-guard {command}")) && stdout.contains(mentions),
@@ -166,4 +169,41 @@ fn completions_cover_every_command() {
     }
     let (code, _, _) = output(&["completions", "cmd.exe"]);
     assert_eq!(code, Some(2));
+}
+
+#[test]
+fn canary_digest_is_the_filters_hmac_under_the_log_key() {
+    let key = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+    let run = |args: &[&str], stdin: &str| {
+        let mut child = bin()
+            .args(args)
+            .env("DPP_TEST_LOG_KEY", key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    };
+    let want = dpp_core::LogKey::parse(key)
+        .unwrap()
+        .canary_key()
+        .digest_hex(b"ORD-CANARY-7");
+    let args = ["canary", "digest", "--key-env", "DPP_TEST_LOG_KEY"];
+    let (code, out) = run(&[&args[..], &["ORD-CANARY-7"]].concat(), "");
+    assert_eq!((code, out.trim()), (Some(0), want.as_str()));
+    let (code, out) = run(&[&args[..], &["-"]].concat(), "ORD-CANARY-7\n");
+    assert_eq!((code, out.trim()), (Some(0), want.as_str()), "stdin");
+    let (code, out) = run(
+        &["canary", "digest", "--key-env", "DPP_NO_SUCH_VAR", "x"],
+        "",
+    );
+    assert_eq!((code, out.as_str()), (Some(2), ""));
 }

@@ -27,12 +27,32 @@ pub struct LocalReply {
     pub code: &'static str,
     /// JSON body; never contains request data.
     pub body: String,
+    /// `Retry-After` seconds (a throttled request).
+    pub retry_after: Option<u64>,
 }
 
 impl LocalReply {
     pub fn json(status: u32, code: &'static str, message: &str) -> LocalReply {
         let body = json!({ "error": code, "message": message }).to_string();
-        LocalReply { status, code, body }
+        LocalReply {
+            status,
+            code,
+            body,
+            retry_after: None,
+        }
+    }
+
+    /// The answer to a client over a route's limit: 429, come back when the
+    /// window ends.
+    pub fn throttled(retry_after: u64) -> LocalReply {
+        LocalReply {
+            retry_after: Some(retry_after),
+            ..LocalReply::json(
+                429,
+                "rate_limited",
+                "too many requests or too much data for this client in the current window",
+            )
+        }
     }
 
     pub const CONTENT_TYPE: &'static str = "application/json";

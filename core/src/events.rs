@@ -62,6 +62,9 @@ pub enum Category {
     Transport,
     /// The logging pipeline itself is degraded.
     Logging,
+    /// An alarm of the monitoring controls (canaries, rates, volumes,
+    /// unauthorized bursts).
+    Monitoring,
 }
 
 /// Prefix of every metric the plugin defines. Envoy shows them in /stats
@@ -92,9 +95,17 @@ macro_rules! event_kinds {
                 match self { $(EventKind::$variant => Category::$cat,)* }
             }
 
-            /// Counter of this kind's events (`dpp_guard.events.<name>`).
+            /// Counter of this kind's events (`dpp_guard.events.<name>`),
+            /// in both modes.
             pub fn metric_name(self) -> &'static str {
                 match self { $(EventKind::$variant => concat!("dpp_guard.events.", $name),)* }
+            }
+
+            /// Counter of this kind's events raised in report-only mode
+            /// (`dpp_guard.report_only.<name>`): what enforcing would
+            /// have refused.
+            pub fn report_only_metric_name(self) -> &'static str {
+                match self { $(EventKind::$variant => concat!("dpp_guard.report_only.", $name),)* }
             }
         }
     };
@@ -161,6 +172,19 @@ event_kinds! {
     /// header map, a body, a property): the stream was refused, or reset if
     /// even the refusal failed; at log time the record lacks that fact.
     HostCallFailed = "host_call_failed", High, Refusal;
+    /// A canary record (a value only an intruder would ask for) was in a
+    /// request path, query or selected JSON field; `detail` names the
+    /// canary's label, never its value.
+    CanaryAccessed = "canary_accessed", Critical, Monitoring;
+    /// A client exceeded a route's `limits.requests` in one window (raised
+    /// once per window).
+    RateAnomaly = "rate_anomaly", High, Monitoring;
+    /// A client exceeded a route's `limits.fields_revealed` or
+    /// `limits.response_bytes` in one window (once per window).
+    VolumeAnomaly = "volume_anomaly", High, Monitoring;
+    /// A client got `monitoring.unauthorized_burst.count` 401/403 answers
+    /// within the window (once per window).
+    UnauthorizedBurst = "unauthorized_burst", High, Monitoring;
 }
 
 /// Counter of access records written (one per request the filter saw).
@@ -183,6 +207,14 @@ pub struct SecurityEvent {
     pub policy_sha256: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Pseudonym of who made the request (principal, else client address),
+    /// on monitoring events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Report-only mode: the control would have acted (refused, throttled,
+    /// blocked) but let the request pass.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub report_only: bool,
 }
 
 impl SecurityEvent {
@@ -196,6 +228,8 @@ impl SecurityEvent {
             method: None,
             policy_sha256: None,
             detail: None,
+            subject: None,
+            report_only: false,
         }
     }
 
@@ -236,9 +270,27 @@ impl SecurityEvent {
         self
     }
 
-    /// The counters this event adds one to: its kind's and its severity's.
-    pub fn counters(&self) -> [&'static str; 2] {
+    /// A pseudonym (never a clear principal or address).
+    pub fn subject(mut self, pseudonym: &str) -> Self {
+        self.subject = Some(pseudonym.to_string());
+        self
+    }
+
+    /// Flags the event as raised in report-only mode.
+    pub fn report_only(mut self) -> Self {
+        self.report_only = true;
+        self
+    }
+
+    /// The counters this event adds one to: its kind's and its
+    /// severity's, and in report-only mode its kind's report-only counter.
+    pub fn counters(&self) -> impl Iterator<Item = &'static str> {
         [self.event.metric_name(), self.severity.metric_name()]
+            .into_iter()
+            .chain(
+                self.report_only
+                    .then(|| self.event.report_only_metric_name()),
+            )
     }
 
     /// The event as one log line: a fixed prefix, then a JSON object.

@@ -32,15 +32,18 @@ pub enum Purpose {
     Pseudonym,
     /// HMAC key of the log key's access-record chain.
     LogChain,
+    /// HMAC key of canary digests (docs/monitoring.md).
+    Canary,
 }
 
 impl Purpose {
-    pub const ALL: [Purpose; 5] = [
+    pub const ALL: [Purpose; 6] = [
         Purpose::Aead,
         Purpose::SyntheticNonce,
         Purpose::BlindIndex,
         Purpose::Pseudonym,
         Purpose::LogChain,
+        Purpose::Canary,
     ];
 
     /// The label under the common `dpp-guard/v1/` prefix.
@@ -51,6 +54,7 @@ impl Purpose {
             Purpose::BlindIndex => "blind-index",
             Purpose::Pseudonym => "pseudonym",
             Purpose::LogChain => "log-chain",
+            Purpose::Canary => "canary",
         }
     }
 }

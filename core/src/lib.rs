@@ -19,6 +19,7 @@ pub mod events;
 pub mod json;
 pub mod kdf;
 pub mod logkey;
+pub mod monitor;
 pub mod path;
 pub mod policy;
 pub mod protect;
@@ -32,6 +33,6 @@ pub use decision::{
     LocalReply, RequestDecision, RequestFacts, RequestHeaderEdits, ResponseHeaderEdits,
 };
 pub use events::{EventKind, SecurityEvent, Severity};
-pub use logkey::{LogKey, LogKeyError, Pseudonymizer};
+pub use logkey::{CanaryKey, LogKey, LogKeyError, Pseudonymizer};
 pub use policy::{Policy, PolicyError};
 pub use scrub::Scrubber;

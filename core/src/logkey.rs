@@ -92,6 +92,14 @@ impl LogKey {
         }
     }
 
+    /// The key of canary digests: `dpp-guard canary digest VALUE` and the
+    /// filter compute the same HMAC with it.
+    pub fn canary_key(&self) -> CanaryKey {
+        CanaryKey {
+            key: *subkey(&self.0, Purpose::Canary),
+        }
+    }
+
     pub fn chain_key(&self) -> ChainKey {
         ChainKey {
             key: *subkey(&self.0, Purpose::LogChain),
@@ -141,6 +149,35 @@ impl Pseudonymizer {
         out.push_str(Self::PREFIX);
         out.push_str(&Base64UrlUnpadded::encode_string(&tag[..PSEUDONYM_BYTES]));
         out
+    }
+}
+
+/// Key of canary digests: HMAC-SHA256 of a value, in full (canaries are
+/// compared, not read by people; 256 bits leave no room for collisions).
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct CanaryKey {
+    key: [u8; 32],
+}
+
+impl std::fmt::Debug for CanaryKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CanaryKey(<keyed>)")
+    }
+}
+
+impl CanaryKey {
+    pub fn digest(&self, value: &[u8]) -> [u8; 32] {
+        let mut mac = hmac_sha256(&self.key);
+        mac.update(value);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The digest as the policy lists it: 64 lower-case hex digits.
+    pub fn digest_hex(&self, value: &[u8]) -> String {
+        self.digest(value)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }
 

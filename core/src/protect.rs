@@ -194,6 +194,18 @@ pub fn rewrite_counted(
     keyring: &Keyring,
     body: &[u8],
 ) -> Result<(Option<Vec<u8>>, u32), BodyFailure> {
+    rewrite_visited(rules, keyring, body, &mut |_| {})
+}
+
+/// [`rewrite_counted`], showing `visit` the plaintext of every selected
+/// value as raw JSON text (before sealing, or after opening), for checks
+/// that compare field values (canaries) without parsing the body again.
+pub fn rewrite_visited(
+    rules: &FieldRules,
+    keyring: &Keyring,
+    body: &[u8],
+    visit: &mut dyn FnMut(&[u8]),
+) -> Result<(Option<Vec<u8>>, u32), BodyFailure> {
     let mut fields = 0u32;
     let mut scratch = Scratch::default();
     let mut digests = DigestMemo::default();
@@ -220,6 +232,7 @@ pub fn rewrite_counted(
                     blind_index: rule.blind_index,
                 };
                 fields = fields.saturating_add(1);
+                visit(sel.raw);
                 envelope::seal_into(key, &field, sel.raw, opts, &mut scratch, out)
             })
         }
@@ -245,7 +258,12 @@ pub fn rewrite_counted(
                 bound: sel.bound,
             };
             fields = fields.saturating_add(1);
-            envelope::open_into(keyring, &field, text, &mut scratch, out)
+            let start = out.len();
+            envelope::open_into(keyring, &field, text, &mut scratch, out)?;
+            if let Some(plain) = out.get(start..) {
+                visit(plain);
+            }
+            Ok(())
         }),
     };
     result.map(|body| (body, fields)).map_err(|e| match e {

@@ -177,6 +177,9 @@ pub enum Step {
         reply: LocalReply,
         event: SecurityEvent,
     },
+    /// Report mode (`transport.upstream.mode: report`): log `event`
+    /// (flagged `report_only`) and let the request go as [`Step::Allow`].
+    Report { event: SecurityEvent },
     /// The stream is gone; log `event`, forget the check.
     Abandon { event: SecurityEvent },
     /// Already decided earlier; nothing to do.
@@ -189,6 +192,7 @@ impl Step {
     pub fn counter(&self, pooled: bool) -> Option<&'static str> {
         use crate::wire::upstream_metrics as m;
         match self {
+            Step::Report { .. } => Some(m::REPORTED),
             Step::Allow if pooled => Some(m::ALLOWED_POOLED),
             Step::Allow => Some(m::ALLOWED_NEW),
             Step::Refuse { event, .. } if event.event == EventKind::UpstreamWaitExpired => {
@@ -260,11 +264,11 @@ impl UpstreamCheck {
                         self.state = CheckState::Allowed;
                         Step::Allow
                     }
-                    Err(why) => self.refuse(why),
+                    Err(why) => self.refuse(policy, why),
                 }
             }
             Observation::NotConnected if waited >= policy.connect_wait => {
-                self.refuse(UpstreamRefusal::WaitExpired)
+                self.refuse(policy, UpstreamRefusal::WaitExpired)
             }
             Observation::NotConnected => Step::Wait,
             Observation::Gone => {
@@ -297,18 +301,28 @@ impl UpstreamCheck {
         }
     }
 
-    fn refuse(&mut self, why: UpstreamRefusal) -> Step {
-        self.state = CheckState::Refused(why);
+    /// A refusal, or in report mode the same event flagged `report_only`
+    /// and the request allowed. (A check that could not run,
+    /// [`UpstreamCheck::host_failed`], is refused in both modes.)
+    fn refuse(&mut self, policy: &UpstreamTransport, why: UpstreamRefusal) -> Step {
         let how = if self.pooled {
             "pooled connection"
         } else {
             "new connection"
         };
+        let event = self
+            .event(why.event_kind())
+            .detail(format!("{}; {how}", self.cluster_detail()));
+        if policy.mode.is_report() {
+            self.state = CheckState::Allowed;
+            return Step::Report {
+                event: event.report_only(),
+            };
+        }
+        self.state = CheckState::Refused(why);
         Step::Refuse {
             reply: why.reply(),
-            event: self
-                .event(why.event_kind())
-                .detail(format!("{}; {how}", self.cluster_detail())),
+            event,
         }
     }
 

@@ -35,7 +35,12 @@ pub mod upstream_metrics {
     pub const REFUSED_NEW: &str = "dpp_guard.upstream.refused_new_connection";
     pub const WAIT_EXPIRED: &str = "dpp_guard.upstream.wait_expired";
     pub const GONE: &str = "dpp_guard.upstream.connection_gone";
+    /// Report mode: connections the guard would have refused, allowed.
+    pub const REPORTED: &str = "dpp_guard.upstream.report_only";
 }
+
+/// Counts requests answered 429 because their client is over a route's limit.
+pub const THROTTLED_METRIC: &str = "dpp_guard.throttled";
 
 /// Counts requests that reached a plaintext upstream the guard did not stop.
 pub const PLAINTEXT_UPSTREAM_METRIC: &str = "dpp_guard.plaintext_upstream";
@@ -53,7 +58,9 @@ mod tests {
             upstream_metrics::REFUSED_NEW,
             upstream_metrics::WAIT_EXPIRED,
             upstream_metrics::GONE,
+            upstream_metrics::REPORTED,
             PLAINTEXT_UPSTREAM_METRIC,
+            THROTTLED_METRIC,
         ];
         for n in names {
             assert!(n.starts_with(&format!("{METRIC_PREFIX}.")), "{n}");

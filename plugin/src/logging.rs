@@ -47,7 +47,9 @@ pub fn emit(event: &SecurityEvent) {
 pub fn define_metrics() {
     for kind in EventKind::ALL {
         metrics::define(kind.metric_name());
+        metrics::define(kind.report_only_metric_name());
     }
+    metrics::define(dpp_core::wire::THROTTLED_METRIC);
     for severity in Severity::ALL {
         metrics::define(severity.metric_name());
     }

@@ -68,6 +68,14 @@ impl PolicyRoot {
             Err(e) if logging.require_log_key => return refuse(&e),
             Err(e) => (None, Some(e)),
         };
+        // Canaries and per-client counters need the log key (digests,
+        // pseudonyms): without it they could not run, so the policy is refused.
+        if let Err(e) = dpp_core::monitor::require_log_key(&policy, key.is_some()) {
+            return refuse(&e);
+        }
+        let canaries = key
+            .as_ref()
+            .and_then(|k| dpp_core::monitor::Canaries::new(&policy, k));
         let scrubber = logging.scrubber(key.as_ref(), policy.selector_leaf_names());
         let chain = LogChain::new(worker_id(), key.as_ref().map(|k| k.chain_key()));
         // The key itself is dropped (and zeroized) here; only derived keys live on.
@@ -100,7 +108,9 @@ impl PolicyRoot {
                     .detail(format!("{}: {}", e.field, e.problem)),
             );
         }
-        self.guard = Some(Rc::new(Guard::new(policy, keyring, scrubber)));
+        self.guard = Some(Rc::new(
+            Guard::new(policy, keyring, scrubber).with_canaries(canaries),
+        ));
         self.sink = Some(sink);
         true
     }

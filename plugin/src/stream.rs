@@ -11,7 +11,7 @@ use proxy_wasm::types::Action;
 use crate::host::{self, buffer, map, stream};
 use crate::logging::{log_event, LogSink};
 use crate::metrics;
-use crate::views::{HostBody, HostHeaders, HostProperties};
+use crate::views::{HostBody, HostHeaders, HostProperties, HostShared};
 
 /// Where the effects of a callback land.
 #[derive(Clone, Copy)]
@@ -86,7 +86,11 @@ fn apply_changes(fx: &Effects, at: Target) -> Result<(), HostFault> {
         host::set_buffer_bytes(at.body, 0, body.len, &body.bytes)?;
     }
     if let Some(reply) = &fx.reply {
-        send_local_reply(reply, &[])?;
+        let retry_after = reply.retry_after.map(|s| s.to_string());
+        match &retry_after {
+            Some(s) => send_local_reply(reply, &[("retry-after", s)])?,
+            None => send_local_reply(reply, &[])?,
+        }
     }
     Ok(())
 }
@@ -104,9 +108,12 @@ impl Context for GuardedStream {}
 impl HttpContext for GuardedStream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let mut headers = HostHeaders::new(map::REQUEST_HEADERS);
-        let fx = self
-            .exchange
-            .on_request_headers(&mut headers, &mut HostProperties, end_of_stream);
+        let fx = self.exchange.on_request_headers(
+            &mut headers,
+            &mut HostProperties,
+            &mut HostShared,
+            end_of_stream,
+        );
         self.apply(fx, REQUEST)
     }
 
@@ -127,9 +134,12 @@ impl HttpContext for GuardedStream {
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let mut headers = HostHeaders::new(map::RESPONSE_HEADERS);
-        let fx =
-            self.exchange
-                .on_response_headers(&mut headers, &mut HostProperties, end_of_stream);
+        let fx = self.exchange.on_response_headers(
+            &mut headers,
+            &mut HostProperties,
+            &mut HostShared,
+            end_of_stream,
+        );
         self.apply(fx, RESPONSE)
     }
 
@@ -149,7 +159,7 @@ impl HttpContext for GuardedStream {
     }
 
     fn on_log(&mut self) {
-        let fx = self.exchange.on_log(&mut HostProperties);
+        let fx = self.exchange.on_log(&mut HostProperties, &mut HostShared);
         self.apply(fx, RESPONSE);
     }
 }

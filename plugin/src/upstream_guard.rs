@@ -319,7 +319,10 @@ fn apply(step: Step, method: &str, pooled: bool, from: Resume) -> Action {
         metrics::increment(counter);
     }
     match step {
-        Step::Allow => {
+        Step::Allow | Step::Report { .. } => {
+            if let Step::Report { event } = &step {
+                emit(&event.clone().method(method));
+            }
             if from == Resume::FromTick && host::resume_request().is_err() {
                 // Envoy could not resume it: it stays held, never sent
                 // unchecked; Envoy's own timeout ends it.

@@ -1,7 +1,7 @@
 //! The exchange's views of what Envoy holds, over the host wrappers: each
 //! read is one host call (or none), made only when the exchange asks.
 
-use dpp_core::stream::{BodyView, HeaderView, HostFault, Property, PropertySource};
+use dpp_core::stream::{BodyView, HeaderView, HostFault, Property, PropertySource, SharedStore};
 
 use crate::host::{self, Pairs};
 
@@ -67,5 +67,18 @@ impl PropertySource for HostProperties {
 
     fn unix_time_nanos(&mut self) -> u64 {
         host::now_unix_nanos().unwrap_or(0)
+    }
+}
+
+/// The proxy's shared data: one store for every worker's VM.
+pub struct HostShared;
+
+impl SharedStore for HostShared {
+    fn get(&mut self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostFault> {
+        host::shared_data(key)
+    }
+
+    fn set(&mut self, key: &str, value: &[u8], cas: u32) -> Result<bool, HostFault> {
+        host::set_shared_data(key, value, cas)
     }
 }

@@ -82,7 +82,10 @@ def plugin_metric_names() -> set[str]:
     names = set()
     for src in [*(ROOT / "plugin" / "src").glob("*.rs"), *(ROOT / "core" / "src").rglob("*.rs")]:
         names |= {n.replace(".", "_") for n in re.findall(r'"(dpp_guard\.[a-z_.]+)"', src.read_text())}
-    return names
+    # A prefix (`concat!("dpp_guard.report_only.", $name)` in events.rs'
+    # table) names one counter per event kind.
+    prefixes = {n for n in names if n.endswith("_")}
+    return (names - prefixes) | {p + k for p in prefixes for k in emitted_event_kinds()}
 
 
 def alert_regex(alert: str) -> str:
@@ -125,3 +128,43 @@ def test_alerts_name_only_metrics_dpp_guard_has():
             continue  # Envoy's own stats: matched against a live Envoy in test_deploy_plugin_envoy.py
         matched = {n for n in defined if re.fullmatch(rx, n)}
         assert matched, f"{rx} matches no counter the plugin defines"
+
+
+MONITORING_KINDS = {"canary_accessed", "rate_anomaly", "volume_anomaly", "unauthorized_burst"}
+
+
+def alert_for_kind(kind: str) -> dict:
+    (found,) = [
+        r
+        for g in rule()["spec"]["groups"]
+        for r in g["rules"]
+        if f"dpp_guard_events_{kind}[" in r.get("expr", "")
+    ]
+    return found
+
+
+def test_every_monitoring_event_has_an_alert_unit_tests_and_a_runbook_entry():
+    """Issue 14: one alert per new event kind, with promtool cases that fire
+    and cases that must not, and a runbook entry the alert links to."""
+    assert MONITORING_KINDS <= emitted_event_kinds()
+    tests = yaml.safe_load((DATA / "alerts_test.yaml").read_text())["tests"]
+    runbook = (ROOT / "docs" / "runbook.md").read_text()
+    for kind in MONITORING_KINDS:
+        alert = alert_for_kind(kind)
+        name = alert["alert"]
+        cases = [c for t in tests for c in t["alert_rule_test"] if c["alertname"] == name]
+        assert any(c["exp_alerts"] for c in cases), f"{name}: no case where it fires"
+        assert any(not c["exp_alerts"] for c in cases), f"{name}: no case where it must not fire"
+        assert f"### `{kind}`" in runbook, f"docs/runbook.md lacks {kind}"
+        assert f"docs/runbook.md#{kind}" in alert["annotations"]["description"]
+
+
+def test_monitoring_alert_tests_catch_a_wrong_metric_name(tmp_path):
+    for kind in MONITORING_KINDS:
+        groups = rule()["spec"]["groups"]
+        for g in groups:
+            for r in g["rules"]:
+                if f"dpp_guard_events_{kind}[" in r.get("expr", ""):
+                    r["expr"] = r["expr"].replace(kind, kind + "s")
+        res = promtool("test", "rules", "alerts_test.yaml", cwd=write_rules(tmp_path, groups))
+        assert res.returncode != 0, kind

@@ -34,11 +34,19 @@ pub struct Actions {
     /// Security events raised for this request.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<EventKind>,
+    /// Codes of replies a control in report mode would have sent; the
+    /// request passed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub report_only: Vec<&'static str>,
 }
 
 impl Actions {
     pub fn refused(&mut self, code: &'static str) {
         self.refusals.push(code);
+    }
+
+    pub fn reported(&mut self, code: &'static str) {
+        self.report_only.push(code);
     }
 
     pub fn raised(&mut self, kind: EventKind) {

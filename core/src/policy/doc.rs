@@ -18,6 +18,10 @@ pub struct PolicyDoc {
     pub transport: Option<super::transport::TransportDoc>,
     /// Unmatched requests and non-normal paths; compiled in `requests.rs`.
     pub requests: Option<super::requests::RequestsDoc>,
+    /// `enforce` (default) or `report`; routes may override it.
+    pub mode: Option<super::monitoring::Mode>,
+    /// Canaries and unauthorized bursts; compiled in `monitoring.rs`.
+    pub monitoring: Option<super::monitoring::MonitoringDoc>,
 }
 
 #[derive(Deserialize)]
@@ -91,6 +95,10 @@ pub struct RouteDoc {
     #[serde(default)]
     pub decrypt: Vec<DecryptRuleDoc>,
     pub body: Option<BodyDoc>,
+    /// Overrides the policy's `mode` for this route.
+    pub mode: Option<super::monitoring::Mode>,
+    /// Per-client rate and volume limits; compiled in `monitoring.rs`.
+    pub limits: Option<super::monitoring::LimitsDoc>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -13,6 +13,7 @@
 mod doc;
 mod fields;
 mod logging;
+mod monitoring;
 mod requests;
 mod route;
 mod transport;
@@ -26,6 +27,7 @@ pub use fields::{
     DEFAULT_MAX_BODY_BYTES,
 };
 pub use logging::{LoggingPolicy, DEFAULT_LOG_KEY_ENV};
+pub use monitoring::{Burst, Canary, Limit, Limits, Mode, Monitoring, MAX_WINDOW_SECONDS};
 pub use requests::{NonNormalPath, RequestsPolicy, Unmatched};
 pub use route::{HostMatch, MethodSet, PathMatch, Route, RouteMatch};
 pub use transport::{
@@ -77,6 +79,11 @@ pub struct Policy {
     pub logging: LoggingPolicy,
     /// Unmatched requests and paths not in normal form.
     pub requests: RequestsPolicy,
+    /// The policy-wide mode (`enforce` unless set); each route's
+    /// [`Route::mode`] is resolved against it.
+    pub mode: Mode,
+    /// Canaries and unauthorized bursts.
+    pub monitoring: Monitoring,
     /// SHA-256 (hex) of the policy document as delivered: the identity of
     /// this configuration in `policy_loaded` events.
     pub sha256: String,
@@ -95,6 +102,7 @@ impl Policy {
                 ),
             ));
         }
+        let mode = doc.mode.unwrap_or_default();
         let mut routes = Vec::with_capacity(doc.routes.len());
         let mut names = std::collections::BTreeSet::new();
         for (i, r) in doc.routes.into_iter().enumerate() {
@@ -107,6 +115,7 @@ impl Policy {
             }
             let mut route = Route::compile(r, &at)?;
             route.index = i;
+            route.mode = route.mode_override.unwrap_or(mode);
             routes.push(route);
         }
         let keys = doc.keys.map(KeySource::compile).transpose()?;
@@ -119,15 +128,18 @@ impl Policy {
                 "required: routes have `encrypt` or `decrypt` rules",
             ));
         }
-        let transport = Transport::compile(doc.transport)?;
+        let transport = Transport::compile(doc.transport, mode)?;
         let logging = LoggingPolicy::compile(doc.logging)?;
         let requests = RequestsPolicy::compile(doc.requests);
+        let monitoring = Monitoring::compile(doc.monitoring)?;
         Ok(Policy {
             routes,
             keys,
             transport,
             logging,
             requests,
+            mode,
+            monitoring,
             sha256: sha256_hex(bytes),
         })
     }

@@ -25,6 +25,13 @@ pub struct Route {
     pub response_fields: Option<FieldRules>,
     /// Limits and content checks for bodies under field rules.
     pub body: BodyOptions,
+    /// The mode this route's controls run in: its own `mode`, else the
+    /// policy's (resolved when the policy is compiled).
+    pub mode: super::Mode,
+    /// The route's own `mode`, if it set one.
+    pub mode_override: Option<super::Mode>,
+    /// Per-client rate and volume limits.
+    pub limits: super::Limits,
 }
 
 /// All conditions must hold; an absent condition matches everything.
@@ -92,6 +99,9 @@ impl Route {
             request_fields,
             response_fields,
             body: BodyOptions::compile(doc.body, &format!("{at}.body"))?,
+            mode: doc.mode.unwrap_or_default(),
+            mode_override: doc.mode,
+            limits: super::Limits::compile(doc.limits, &format!("{at}.limits"))?,
         })
     }
 }

@@ -44,6 +44,8 @@ pub struct UpstreamDoc {
     pub connect_wait_ms: Option<u64>,
     #[serde(default)]
     pub clusters: BTreeMap<String, ClusterDoc>,
+    /// `report`: refusals are logged (flagged `report_only`), the request goes on.
+    pub mode: Option<super::Mode>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -154,6 +156,8 @@ pub struct UpstreamTransport {
     /// guard refuses it.
     pub connect_wait: Duration,
     pub clusters: BTreeMap<ClusterName, ClusterRule>,
+    /// `Report`: the guard logs what it would refuse and lets it go.
+    pub mode: super::Mode,
 }
 
 /// Options for downstream connections on protected routes.
@@ -177,6 +181,7 @@ impl Default for Transport {
                 min_tls_version: DEFAULT_MIN_TLS,
                 connect_wait: Duration::from_millis(DEFAULT_CONNECT_WAIT_MS),
                 clusters: BTreeMap::new(),
+                mode: super::Mode::Enforce,
             },
             downstream: DownstreamTransport::default(),
         }
@@ -193,12 +198,19 @@ pub const DEFAULT_CONNECT_WAIT_MS: u64 = 5000;
 pub const MAX_CONNECT_WAIT_MS: u64 = 60_000;
 
 impl Transport {
-    pub(super) fn compile(doc: Option<TransportDoc>) -> Result<Transport, PolicyError> {
+    /// `mode`: the policy's; the upstream guard follows it unless
+    /// `transport.upstream.mode` says otherwise.
+    pub(super) fn compile(
+        doc: Option<TransportDoc>,
+        mode: super::Mode,
+    ) -> Result<Transport, PolicyError> {
         let Some(doc) = doc else {
-            return Ok(Transport::default());
+            let mut t = Transport::default();
+            t.upstream.mode = mode;
+            return Ok(t);
         };
         Ok(Transport {
-            upstream: compile_upstream(doc.upstream)?,
+            upstream: compile_upstream(doc.upstream, mode)?,
             downstream: DownstreamTransport {
                 trusted_tls_terminator: doc.downstream.trusted_tls_terminator,
             },
@@ -206,7 +218,10 @@ impl Transport {
     }
 }
 
-fn compile_upstream(doc: UpstreamDoc) -> Result<UpstreamTransport, PolicyError> {
+fn compile_upstream(
+    doc: UpstreamDoc,
+    policy_mode: super::Mode,
+) -> Result<UpstreamTransport, PolicyError> {
     const AT: &str = "transport.upstream";
     let min_tls_version = match doc.min_tls_version.as_deref() {
         None => DEFAULT_MIN_TLS,
@@ -260,6 +275,7 @@ fn compile_upstream(doc: UpstreamDoc) -> Result<UpstreamTransport, PolicyError> 
         min_tls_version,
         connect_wait: Duration::from_millis(wait_ms),
         clusters,
+        mode: doc.mode.unwrap_or(policy_mode),
     })
 }
 

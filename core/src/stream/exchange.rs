@@ -6,13 +6,15 @@ use std::rc::Rc;
 use crate::access::{AccessRecord, Actions, RequestLogFacts, TlsFacts};
 use crate::decision::{LocalReply, RequestDecision, RequestFacts, RequestHeaderEdits};
 use crate::events::{EventKind, SecurityEvent};
-use crate::policy::{ClusterName, Direction, FieldAction, Route};
+use crate::monitor::{self, Counter};
+use crate::policy::{ClusterName, Direction, FieldAction, Limit, Mode, Route};
 use crate::protect::{self, BodyFailure};
-use crate::wire::{HOLD_HEADER, PLAINTEXT_UPSTREAM_METRIC};
+use crate::wire::{HOLD_HEADER, PLAINTEXT_UPSTREAM_METRIC, THROTTLED_METRIC};
 
 use super::body::{self, BodyGuard, Step};
 use super::effects::{BodyReplacement, Effects, Flow};
 use super::facts::{BodyView, HeaderView, HostFault, Property, PropertyCache, PropertySource};
+use super::shared::{self, SharedStore};
 use super::Guard;
 
 /// Where the exchange is in the stream's life.
@@ -69,6 +71,12 @@ pub struct Exchange {
     request_id: Option<String>,
     /// Request facts for the access record; `Some` when this stream gets one.
     record: Option<Box<RequestLogFacts>>,
+    /// Who made the request, as a pseudonym (monitoring counters and
+    /// events); computed on first need.
+    subject: Option<String>,
+    /// Canaries already reported for this stream (one event per canary
+    /// per stream, wherever it showed up).
+    canaries_seen: Vec<usize>,
 }
 
 impl Exchange {
@@ -86,6 +94,8 @@ impl Exchange {
             method: String::new(),
             request_id: None,
             record: None,
+            subject: None,
+            canaries_seen: Vec::new(),
         }
     }
 
@@ -117,11 +127,12 @@ impl Exchange {
         &mut self,
         headers: &mut impl HeaderView,
         props: &mut impl PropertySource,
+        shared: &mut impl SharedStore,
         end_of_stream: bool,
     ) -> Effects {
         self.phase = Phase::RequestHeaders;
         let mut fx = Effects::default();
-        if let Err(fault) = self.request_headers(headers, props, end_of_stream, &mut fx) {
+        if let Err(fault) = self.request_headers(headers, props, shared, end_of_stream, &mut fx) {
             self.fail(fault, &mut fx);
         }
         fx
@@ -150,6 +161,7 @@ impl Exchange {
         &mut self,
         headers: &mut impl HeaderView,
         _props: &mut impl PropertySource,
+        _shared: &mut impl SharedStore,
         end_of_stream: bool,
     ) -> Effects {
         self.phase = Phase::ResponseHeaders;
@@ -180,8 +192,13 @@ impl Exchange {
         self.on_trailers(Direction::Response, body)
     }
 
-    /// The stream is complete: the plaintext watch and the access record.
-    pub fn on_log(&mut self, props: &mut impl PropertySource) -> Effects {
+    /// The stream is complete: the plaintext watch, the volume and
+    /// unauthorized-answer counters, and the access record.
+    pub fn on_log(
+        &mut self,
+        props: &mut impl PropertySource,
+        shared: &mut impl SharedStore,
+    ) -> Effects {
         let before = std::mem::replace(&mut self.phase, Phase::Log);
         let mut fx = Effects::default();
         if before == Phase::Created && self.guard.policy().logging.access_records.covers(false) {
@@ -197,6 +214,11 @@ impl Exchange {
                 }
                 Ok(None) => {}
                 Err(fault) => self.fail(fault, &mut fx),
+            }
+        }
+        if before != Phase::Created {
+            if let Err(fault) = self.count_at_log(props, shared, &mut fx) {
+                self.fail(fault, &mut fx);
             }
         }
         if let Some(mut request) = self.record.take() {
@@ -226,6 +248,7 @@ impl Exchange {
         &mut self,
         headers: &mut impl HeaderView,
         props: &mut impl PropertySource,
+        shared: &mut impl SharedStore,
         end_of_stream: bool,
         fx: &mut Effects,
     ) -> Result<(), HostFault> {
@@ -262,7 +285,13 @@ impl Exchange {
                 if policy.logging.access_records.covers(false) {
                     let method = method_or_read(method, headers)?;
                     self.request_id = headers.get("x-request-id")?;
-                    self.remember(headers, path, method)?;
+                    self.remember(headers, path.clone(), method)?;
+                }
+                if guard.canaries().is_some() {
+                    if self.request_id.is_none() {
+                        self.request_id = headers.get("x-request-id")?;
+                    }
+                    self.canaries_in_target(fx, props, &path)?;
                 }
                 return Ok(());
             }
@@ -285,17 +314,23 @@ impl Exchange {
         self.method = method.clone().unwrap_or_default();
         self.request_id = headers.get("x-request-id")?;
         if policy.logging.access_records.covers(true) {
-            self.remember(headers, path, method.unwrap_or_default())?;
+            self.remember(headers, path.clone(), method.unwrap_or_default())?;
         }
         if let (Some(record), Some(route)) = (&mut self.record, route) {
             record.policy_route = Some(route.name.clone());
+        }
+        if self.canaries_in_target(fx, props, &path)? {
+            return Ok(());
         }
         if let Some((reply, event)) = refusal {
             // The decision may not have had the method (no route matches
             // on it): the event names it.
             let event = event.method(&self.method);
-            self.refuse(fx, reply, event);
-            return Ok(());
+            if self.refuse(fx, reply, event) {
+                return Ok(());
+            }
+            // Report mode: the request goes on as if the control were off.
+            self.watch = true;
         }
         let Some(route) = route else {
             return Ok(());
@@ -303,9 +338,13 @@ impl Exchange {
         if policy.downstream_tls_required() {
             let tls = self.props.string(props, Property::DownstreamTlsVersion)?;
             if let Some((reply, event)) = policy.downstream_refusal(route, tls, &self.method) {
-                self.refuse(fx, reply, event);
-                return Ok(());
+                if self.refuse(fx, reply, event) {
+                    return Ok(());
+                }
             }
+        }
+        if !route.limits.is_empty() && self.limit_requests(fx, props, shared, route)? {
+            return Ok(());
         }
         if route.fields(Direction::Response).is_some() {
             // A compressed response could not be inspected (and would be
@@ -466,7 +505,19 @@ impl Exchange {
         let (Some(rules), Some(keyring)) = (route.fields(dir), self.guard.keyring()) else {
             return self.refuse_body(fx, route, dir, BodyFailure::Seal);
         };
-        match protect::rewrite_counted(rules, keyring, &bytes) {
+        let mut hits = Vec::new();
+        let result = match self.guard.canaries() {
+            Some(canaries) => protect::rewrite_visited(rules, keyring, &bytes, &mut |raw| {
+                if let Some(i) = canaries.in_json_value(raw) {
+                    monitor::push_once(&mut hits, i);
+                }
+            }),
+            None => protect::rewrite_counted(rules, keyring, &bytes),
+        };
+        if self.canaries_found(fx, dir, &hits) {
+            return;
+        }
+        match result {
             Ok((new, fields)) => {
                 let count = match rules.action {
                     FieldAction::Encrypt => &mut self.actions.fields_encrypted,
@@ -588,14 +639,42 @@ impl Exchange {
     // ---- refusals -------------------------------------------------------
 
     /// Fails closed on a protected body: a JSON error reply and an event.
+    /// In report mode the body passes as it came (nothing more of it is
+    /// held or rewritten).
     fn refuse_body(&mut self, fx: &mut Effects, route: &Route, dir: Direction, f: BodyFailure) {
         let (reply, event) = f.reply(dir, &route.name, &self.method);
+        self.body_guard(dir).finish();
         self.refuse(fx, reply, event);
     }
 
-    /// Answers with the filter's own reply instead of forwarding; the
-    /// event joins the access record by request id.
-    fn refuse(&mut self, fx: &mut Effects, reply: LocalReply, event: SecurityEvent) {
+    /// The mode of the control deciding now: the route's, or the policy's
+    /// for a request no route covers.
+    fn mode(&self) -> Mode {
+        self.route()
+            .map_or(self.guard.policy().mode, |route| route.mode)
+    }
+
+    /// Every control's refusal goes through here. Enforce mode: answers
+    /// with the filter's own reply instead of forwarding, and returns true
+    /// (the stream is answered; the caller stops). Report mode: raises the
+    /// same event flagged `report_only` (counted by mode) and returns
+    /// false; nothing else changes, the message passes as without the
+    /// control. The event joins the access record by request id.
+    ///
+    /// Host faults do not come here ([`Exchange::fail`]): a check that
+    /// could not run is refused in both modes (fail closed).
+    fn refuse(&mut self, fx: &mut Effects, reply: LocalReply, event: SecurityEvent) -> bool {
+        if self.mode().is_report() {
+            self.actions.reported(reply.code);
+            self.raise(fx, event.report_only());
+            return false;
+        }
+        self.enforce_refusal(fx, reply, event);
+        true
+    }
+
+    /// Answers with the filter's own reply, in every mode.
+    fn enforce_refusal(&mut self, fx: &mut Effects, reply: LocalReply, event: SecurityEvent) {
         self.refused = true;
         self.actions.refused(reply.code);
         self.raise(fx, event);
@@ -645,7 +724,324 @@ impl Exchange {
             fx.flow = Flow::Pause;
             return;
         }
-        self.refuse(fx, host_fault_reply(dir), event);
+        self.enforce_refusal(fx, host_fault_reply(dir), event);
+    }
+
+    // ---- monitoring -----------------------------------------------------
+
+    /// Who made the request, as a pseudonym: the key of the per-client
+    /// counters and the `subject` of monitoring events.
+    ///
+    /// SEAM (issue 13, access control): when the access branch is merged,
+    /// the principal's pseudonym comes first here (`self.subject()` of the
+    /// access helper); until then every client is its address
+    /// (`source.address`, port dropped, pseudonymised with the log key).
+    fn who(&mut self, props: &mut impl PropertySource) -> Result<String, HostFault> {
+        if let Some(who) = &self.subject {
+            return Ok(who.clone());
+        }
+        let who = match self.props.string(props, Property::SourceAddress)? {
+            Some(addr) => self.guard.scrubber().client_address(addr),
+            None => "unknown".to_string(),
+        };
+        self.subject = Some(who.clone());
+        Ok(who)
+    }
+
+    /// Canaries in the request target. True when one blocked the request.
+    fn canaries_in_target(
+        &mut self,
+        fx: &mut Effects,
+        props: &mut impl PropertySource,
+        target: &str,
+    ) -> Result<bool, HostFault> {
+        let guard = Rc::clone(&self.guard);
+        let Some(canaries) = guard.canaries() else {
+            return Ok(false);
+        };
+        let mut hits = Vec::new();
+        canaries.in_target(target, &mut hits);
+        if hits.is_empty() {
+            return Ok(false);
+        }
+        if let Some(record) = &mut self.record {
+            // The access record keeps the request's path: not the canary's.
+            record.path = canaries.redact_target(target);
+        }
+        self.who(props)?;
+        Ok(self.canaries_found(fx, Direction::Request, &hits))
+    }
+
+    /// Raises `canary_accessed` once per canary per stream; a blocking
+    /// canary refuses the message (403 request, 502 response). True when
+    /// the stream was answered. The value itself is never logged: the
+    /// event names the canary's label.
+    fn canaries_found(&mut self, fx: &mut Effects, dir: Direction, hits: &[usize]) -> bool {
+        let guard = Rc::clone(&self.guard);
+        let Some(canaries) = guard.canaries() else {
+            return false;
+        };
+        let mut block = None;
+        for &i in hits {
+            let Some(canary) = canaries.get(i) else {
+                continue;
+            };
+            if self.canaries_seen.contains(&i) {
+                continue;
+            }
+            self.canaries_seen.push(i);
+            let mut event = SecurityEvent::new(EventKind::CanaryAccessed).detail(format!(
+                "{}: {}",
+                dir.name(),
+                canary.label
+            ));
+            if let Some(route) = self.route() {
+                event = event.route(&route.name);
+            }
+            if !self.method.is_empty() {
+                event = event.method(&self.method);
+            }
+            if let Some(who) = &self.subject {
+                event = event.subject(who);
+            }
+            if canary.block && block.is_none() {
+                block = Some(event);
+            } else {
+                self.raise(fx, event);
+            }
+        }
+        let Some(event) = block else {
+            return false;
+        };
+        let reply = match dir {
+            Direction::Request => LocalReply::json(
+                403,
+                "canary_record",
+                "this record may not be accessed; the request was not forwarded",
+            ),
+            Direction::Response => LocalReply::json(
+                502,
+                "canary_record",
+                "the response carried a record that may not be accessed; it was not forwarded",
+            ),
+        };
+        self.refuse(fx, reply, event)
+    }
+
+    /// The route's limits at request headers: counts the request, raises
+    /// `rate_anomaly` on the one request that crosses `limits.requests`,
+    /// and throttles (429, `Retry-After`) while any throttling limit of
+    /// this client's window is exceeded. True when throttled.
+    fn limit_requests(
+        &mut self,
+        fx: &mut Effects,
+        props: &mut impl PropertySource,
+        shared: &mut impl SharedStore,
+        route: &Route,
+    ) -> Result<bool, HostFault> {
+        let who = self.who(props)?;
+        let now = props.unix_time_nanos();
+        let mut over: Option<(u64, Option<SecurityEvent>)> = None;
+        if let Some(limit) = route.limits.requests {
+            let key = monitor::counter_key(Counter::Requests, Some(&route.name), &who);
+            let tally = shared::add(
+                shared,
+                &key,
+                now,
+                limit.window_nanos(),
+                1,
+                limit.max.saturating_add(1),
+            )?;
+            let event = tally.crossed.then(|| {
+                self.alarm(EventKind::RateAnomaly, route, &who)
+                    .detail(format!(
+                        "requests: more than {} in {}s",
+                        limit.max, limit.window_seconds
+                    ))
+            });
+            match (tally.window.count > limit.max && limit.throttle, event) {
+                (true, event) => over = Some((tally.window.end(limit.window_nanos()), event)),
+                (false, Some(event)) => self.raise(fx, event),
+                (false, None) => {}
+            }
+        }
+        for (limit, counter) in [
+            (route.limits.fields_revealed, Counter::FieldsRevealed),
+            (route.limits.response_bytes, Counter::ResponseBytes),
+        ] {
+            let Some(limit) = limit.filter(|l| l.throttle) else {
+                continue;
+            };
+            let key = monitor::counter_key(counter, Some(&route.name), &who);
+            let window = shared::peek(shared, &key, now, limit.window_nanos())?;
+            if window.count > limit.max {
+                let end = window.end(limit.window_nanos());
+                over = Some(match over {
+                    Some((e, ev)) => (e.max(end), ev),
+                    None => (end, None),
+                });
+            }
+        }
+        let Some((end, event)) = over else {
+            return Ok(false);
+        };
+        let reply = LocalReply::throttled(monitor::retry_after_seconds(now, end));
+        Ok(self.throttle(fx, reply, event))
+    }
+
+    /// Throttles: with the crossing event when this request raised one,
+    /// else silently (the alarm is once per window; the counter
+    /// `dpp_guard.throttled` counts every throttled request).
+    fn throttle(
+        &mut self,
+        fx: &mut Effects,
+        reply: LocalReply,
+        event: Option<SecurityEvent>,
+    ) -> bool {
+        if let Some(event) = event {
+            let enforced = self.refuse(fx, reply, event);
+            if enforced {
+                fx.counters.push(THROTTLED_METRIC);
+            }
+            return enforced;
+        }
+        if self.mode().is_report() {
+            self.actions.reported(reply.code);
+            return false;
+        }
+        fx.counters.push(THROTTLED_METRIC);
+        self.refused = true;
+        self.actions.refused(reply.code);
+        fx.header_edits.clear();
+        fx.body = None;
+        fx.reply = Some(reply);
+        fx.flow = Flow::Pause;
+        true
+    }
+
+    fn alarm(&self, kind: EventKind, route: &Route, who: &str) -> SecurityEvent {
+        let event = SecurityEvent::new(kind).route(&route.name).subject(who);
+        match self.method.is_empty() {
+            true => event,
+            false => event.method(&self.method),
+        }
+    }
+
+    /// At log: fields revealed and response bytes of this stream against
+    /// the route's volume limits, and a 401/403 answer (the filter's or
+    /// the service's) against `monitoring.unauthorized_burst`.
+    fn count_at_log(
+        &mut self,
+        props: &mut impl PropertySource,
+        shared: &mut impl SharedStore,
+        fx: &mut Effects,
+    ) -> Result<(), HostFault> {
+        let guard = Rc::clone(&self.guard);
+        let policy = guard.policy();
+        if let Some(burst) = policy.monitoring.unauthorized_burst {
+            let status = self.props.u64(props, Property::ResponseCode)?;
+            if matches!(status, Some(401 | 403)) {
+                let who = self.who(props)?;
+                let key = monitor::counter_key(Counter::Unauthorized, None, &who);
+                let now = props.unix_time_nanos();
+                let length = burst.window_seconds.saturating_mul(1_000_000_000);
+                let tally = shared::add(shared, &key, now, length, 1, burst.count)?;
+                if tally.crossed {
+                    let mut event = SecurityEvent::new(EventKind::UnauthorizedBurst)
+                        .subject(&who)
+                        .detail(format!(
+                            "{} answers 401/403 in {}s",
+                            burst.count, burst.window_seconds
+                        ));
+                    if let Some(route) = self.route() {
+                        event = event.route(&route.name);
+                    }
+                    self.raise(fx, event);
+                }
+            }
+        }
+        let Some(route) = self.route.and_then(|i| policy.routes.get(i)) else {
+            return Ok(());
+        };
+        if self.refused {
+            // Our own reply revealed nothing.
+            return Ok(());
+        }
+        if let Some(limit) = route.limits.fields_revealed {
+            let revealed = u64::from(self.actions.fields_decrypted);
+            self.count_volume(
+                props,
+                shared,
+                fx,
+                route,
+                limit,
+                Counter::FieldsRevealed,
+                revealed,
+            )?;
+        }
+        if let Some(limit) = route.limits.response_bytes {
+            let bytes = self
+                .props
+                .u64(props, Property::ResponseTotalSize)?
+                .unwrap_or(0);
+            self.count_volume(
+                props,
+                shared,
+                fx,
+                route,
+                limit,
+                Counter::ResponseBytes,
+                bytes,
+            )?;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn count_volume(
+        &mut self,
+        props: &mut impl PropertySource,
+        shared: &mut impl SharedStore,
+        fx: &mut Effects,
+        route: &Route,
+        limit: Limit,
+        counter: Counter,
+        amount: u64,
+    ) -> Result<(), HostFault> {
+        if amount == 0 {
+            return Ok(());
+        }
+        let who = self.who(props)?;
+        let key = monitor::counter_key(counter, Some(&route.name), &who);
+        let now = props.unix_time_nanos();
+        let tally = shared::add(
+            shared,
+            &key,
+            now,
+            limit.window_nanos(),
+            amount,
+            limit.max.saturating_add(1),
+        )?;
+        if tally.crossed {
+            let what = match counter {
+                Counter::FieldsRevealed => "fields_revealed",
+                _ => "response_bytes",
+            };
+            let event = self
+                .alarm(EventKind::VolumeAnomaly, route, &who)
+                .detail(format!(
+                    "{what}: more than {} in {}s",
+                    limit.max, limit.window_seconds
+                ));
+            // The answer is already out: throttling applies to the next
+            // requests of the window. In report mode those would pass.
+            let event = match limit.throttle && route.mode.is_report() {
+                true => event.report_only(),
+                false => event,
+            };
+            self.raise(fx, event);
+        }
+        Ok(())
     }
 }
 

@@ -6,6 +6,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use crate::crypto::Keyring;
+use crate::monitor::Canaries;
 use crate::policy::Policy;
 use crate::scrub::Scrubber;
 
@@ -62,6 +63,8 @@ pub struct Guard {
     reads: MatchReads,
     /// Unprotected requests seen by this worker, for the watch's sample.
     unprotected_seen: Cell<u32>,
+    /// The policy's canaries under the log key's canary subkey.
+    canaries: Option<Canaries>,
 }
 
 impl Guard {
@@ -76,7 +79,20 @@ impl Guard {
             scrubber,
             reads,
             unprotected_seen: Cell::new(0),
+            canaries: None,
         }
+    }
+
+    /// Adds the canaries (built with the log key; see
+    /// [`crate::monitor::require_log_key`]: a policy with canaries and no
+    /// log key is refused at load).
+    pub fn with_canaries(mut self, canaries: Option<Canaries>) -> Guard {
+        self.canaries = canaries;
+        self
+    }
+
+    pub fn canaries(&self) -> Option<&Canaries> {
+        self.canaries.as_ref()
     }
 
     pub fn policy(&self) -> &Policy {

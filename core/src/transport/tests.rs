@@ -415,3 +415,44 @@ fn a_refusal_by_the_guard_is_not_a_plaintext_exchange() {
             .is_none());
     }
 }
+
+/// Report mode: the same observations raise the same events (flagged),
+/// the request goes on; a check that could not run is still refused.
+#[test]
+fn report_mode_allows_what_enforce_refuses_with_the_same_event() {
+    let enforce = policy(r#"{"upstream":{"connect_wait_ms":50}}"#);
+    let report = policy(r#"{"upstream":{"connect_wait_ms":50,"mode":"report"}}"#);
+    let wide = Policy::from_json(br#"{"version":1,"mode":"report"}"#).unwrap();
+    assert!(
+        wide.transport.upstream.mode.is_report(),
+        "follows the policy's mode"
+    );
+    let cases: [(Observation<'_>, Duration); 3] = [
+        (Observation::Connected(PLAIN), ms(0)),
+        (Observation::Connected(tls("TLSv1.1")), ms(0)),
+        (Observation::NotConnected, ms(50)),
+    ];
+    for (obs, waited) in cases {
+        let mut e = UpstreamCheck::new(cluster("orders"));
+        let mut r = UpstreamCheck::new(cluster("orders"));
+        let se = e.observe(&enforce.transport.upstream, obs, waited);
+        let sr = r.observe(&report.transport.upstream, obs, waited);
+        let Step::Refuse { event, .. } = &se else {
+            panic!("enforce refuses {obs:?}: {se:?}");
+        };
+        let Step::Report { event: flagged } = &sr else {
+            panic!("report allows {obs:?}: {sr:?}");
+        };
+        assert!(flagged.report_only && !event.report_only);
+        assert_eq!(flagged.event, event.event);
+        assert_eq!(flagged.detail, event.detail);
+        assert_eq!(r.state(), CheckState::Allowed);
+        assert_eq!(
+            sr.counter(true),
+            Some(crate::wire::upstream_metrics::REPORTED)
+        );
+    }
+    let mut r = UpstreamCheck::new(cluster("orders"));
+    let fault = crate::stream::HostFault::status("proxy_get_property", 1);
+    assert!(matches!(r.host_failed(fault), Step::Refuse { .. }));
+}

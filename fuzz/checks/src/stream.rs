@@ -36,6 +36,7 @@ use dpp_core::events::EventKind;
 use dpp_core::json::selector::Selector;
 use dpp_core::policy::{Direction, FieldAction};
 use dpp_core::protect;
+use dpp_core::stream::shared;
 use dpp_core::stream::{
     BodyView, Effects, Exchange, Flow, Guard, HeaderEdit, HeaderView, HostFault, Property,
     PropertySource,
@@ -275,7 +276,12 @@ fn run(ex: &mut Exchange, host: &Host, request: &Message<'_>, response: &Message
         host,
     };
     let end = request.chunks.iter().all(|c| c.is_empty()) && !request.trailers;
-    let fx = ex.on_request_headers(&mut headers, &mut props, end);
+    let fx = ex.on_request_headers(
+        &mut headers,
+        &mut props,
+        &mut shared::MemoryStore::default(),
+        end,
+    );
     out.take(&fx);
     let mut answered = fx.reply.as_ref().map(|r| (r.status, r.code));
     if answered.is_none() && !fx.reset {
@@ -358,7 +364,12 @@ fn run(ex: &mut Exchange, host: &Host, request: &Message<'_>, response: &Message
                 ],
                 host,
             };
-            let fx = ex.on_response_headers(&mut local, &mut props, false);
+            let fx = ex.on_response_headers(
+                &mut local,
+                &mut props,
+                &mut shared::MemoryStore::default(),
+                false,
+            );
             assert!(
                 fx.is_quiet() && fx.flow == Flow::Continue,
                 "our own reply was held"
@@ -381,7 +392,7 @@ fn run(ex: &mut Exchange, host: &Host, request: &Message<'_>, response: &Message
         respond(ex, host, response, &mut out);
     }
     host.phase.set("log");
-    let fx = ex.on_log(&mut props);
+    let fx = ex.on_log(&mut props, &mut shared::MemoryStore::default());
     out.take(&fx);
     out
 }
@@ -393,7 +404,12 @@ fn respond(ex: &mut Exchange, host: &Host, response: &Message<'_>, out: &mut Out
         host,
     };
     let end = response.chunks.iter().all(|c| c.is_empty()) && !response.trailers;
-    let fx = ex.on_response_headers(&mut headers, &mut props, end);
+    let fx = ex.on_response_headers(
+        &mut headers,
+        &mut props,
+        &mut shared::MemoryStore::default(),
+        end,
+    );
     out.take(&fx);
     let mut answered = fx.reply.as_ref().map(|r| (r.status, r.code));
     if answered.is_some() || fx.reset {

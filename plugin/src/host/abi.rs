@@ -84,6 +84,21 @@ extern "C" {
 
     pub fn proxy_set_effective_context(context_id: u32) -> u32;
 
+    pub fn proxy_get_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+        return_cas: *mut u32,
+    ) -> u32;
+    pub fn proxy_set_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> u32;
+
     pub fn proxy_define_metric(
         metric_type: u32,
         name_data: *const u8,
@@ -99,6 +114,7 @@ pub mod status {
     pub const NOT_FOUND: u32 = 1;
     pub const SERIALIZATION_FAILURE: u32 = 3;
     pub const EMPTY: u32 = 7;
+    pub const CAS_MISMATCH: u32 = 8;
 }
 
 /// Header map kinds.

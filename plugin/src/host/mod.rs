@@ -226,6 +226,37 @@ pub fn set_property(name: &str, value: &[u8]) -> HostResult<()> {
     }
 }
 
+// ---- shared data ------------------------------------------------------
+
+/// A shared-data value and its CAS token; `Ok(None)` when the key is absent.
+pub fn shared_data(key: &str) -> HostResult<Option<(Vec<u8>, u32)>> {
+    let (mut data, mut size, mut cas) = (null_mut(), 0usize, 0u32);
+    // SAFETY: a live &str; the out-pointers outlive the call.
+    let s = unsafe {
+        abi::proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas)
+    };
+    match s {
+        // SAFETY: the host allocated `data` for us.
+        status::OK => Ok(Some((unsafe { take(data, size) }, cas))),
+        status::NOT_FOUND => Ok(None),
+        s => Err(fault("proxy_get_shared_data", s)),
+    }
+}
+
+/// Writes a shared-data value if its token is still `cas` (0: always);
+/// `Ok(false)` when another worker wrote first.
+pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> HostResult<bool> {
+    // SAFETY: live slices.
+    let s = unsafe {
+        abi::proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas)
+    };
+    match s {
+        status::OK => Ok(true),
+        status::CAS_MISMATCH => Ok(false),
+        s => Err(fault("proxy_set_shared_data", s)),
+    }
+}
+
 // ---- stream control -----------------------------------------------------
 
 /// Answers the current stream locally.

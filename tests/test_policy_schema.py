@@ -73,6 +73,20 @@ INVALID = [
     ('{"version":1,"logging":{"request_headers":["a b"]}}', "logging.request_headers[0]"),
     ('{"version":1,"logging":{"pii_keys":["--"]}}', "logging.pii_keys[0]"),
     ('{"version":1,"logging":{"principal_header":"x y"}}', "logging.principal_header"),
+    # access management (docs/access.md)
+    ('{"version":1,"principals":{"sources":[]}}', "principals.sources"),
+    ('{"version":1,"principals":{"sources":[{"mtls":{"identity":"cn"}}]}}', "principals.sources[0].mtls.identity"),
+    ('{"version":1,"principals":{"sources":[{"header":{"name":"X-User","set_by":"gw"}}]}}',
+     "principals.sources[0].header.name"),
+    ('{"version":1,"principals":{"sources":[{"mtls":{"identity":"uri_san"}}],"roles":[{"principal":"a","roles":[]}]}}',
+     "principals.roles[0].roles"),
+    ('{"version":1,"client_address":{"source":"x-forwarded-for"}}', "client_address.trusted_hops"),
+    ('{"version":1,"client_address":{"source":"socket","trusted_hops":1}}', "client_address.trusted_hops"),
+    ('{"version":1,"lockout":{"after":0,"window_seconds":60,"duration_seconds":60}}', "lockout.after"),
+    ('{"version":1,"routes":[{"name":"a","access":{"rolez":["x"]}}]}', "routes[0].access.rolez"),
+    ('{"version":1,"routes":[{"name":"a","access":{"allow_cidrs":["ten"]}}]}', "routes[0].access.allow_cidrs[0]"),
+    ('{"version":1,"keys":{"env":"K"},"routes":[{"name":"a","decrypt":[{"direction":"response","selectors":["$.a"],"reveal_to":["r"],"otherwise":"hide"}]}]}',
+     "routes[0].decrypt[0].otherwise"),
 ]
 
 

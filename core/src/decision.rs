@@ -27,12 +27,20 @@ pub struct LocalReply {
     pub code: &'static str,
     /// JSON body; never contains request data.
     pub body: String,
+    /// Headers beyond [`LocalReply::headers`] (`retry-after`,
+    /// `www-authenticate`); never request data.
+    pub extra_headers: Vec<(&'static str, String)>,
 }
 
 impl LocalReply {
     pub fn json(status: u32, code: &'static str, message: &str) -> LocalReply {
         let body = json!({ "error": code, "message": message }).to_string();
-        LocalReply { status, code, body }
+        LocalReply {
+            status,
+            code,
+            body,
+            extra_headers: Vec::new(),
+        }
     }
 
     pub const CONTENT_TYPE: &'static str = "application/json";

@@ -62,6 +62,8 @@ pub enum Category {
     Transport,
     /// The logging pipeline itself is degraded.
     Logging,
+    /// Access management: principals, roles, address allowlists, lockout.
+    Access,
 }
 
 /// Prefix of every metric the plugin defines. Envoy shows them in /stats
@@ -161,6 +163,25 @@ event_kinds! {
     /// header map, a body, a property): the stream was refused, or reset if
     /// even the refusal failed; at log time the record lacks that fact.
     HostCallFailed = "host_call_failed", High, Refusal;
+    /// A route that requires a principal was called without one (401).
+    PrincipalRequired = "principal_required", Warning, Access;
+    /// A generic, shared or default identity (root, admin, a default
+    /// service account, a policy `generic` pattern) was refused (403).
+    GenericIdentityRefused = "generic_identity_refused", High, Access;
+    /// The caller holds none of the roles the route admits (403).
+    AccessDenied = "access_denied", Warning, Access;
+    /// The client address is outside the route's `allow_cidrs`, or could
+    /// not be determined (403).
+    ClientAddressRefused = "client_address_refused", Warning, Access;
+    /// A request of a locked-out principal (or address) was refused (403
+    /// with `Retry-After`).
+    PrincipalLockedOut = "principal_locked_out", Warning, Access;
+    /// A principal (or address) reached the lockout count: locked out for
+    /// the policy's duration, on every worker of this proxy.
+    LockoutStarted = "lockout_started", High, Access;
+    /// A client sent the trusted principal header on a connection that is
+    /// not the trusted hop: the copy was removed before the request went on.
+    UntrustedPrincipalHeader = "untrusted_principal_header", High, Access;
 }
 
 /// Counter of access records written (one per request the filter saw).
@@ -183,6 +204,10 @@ pub struct SecurityEvent {
     pub policy_sha256: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Whom an access event is about: the keyed pseudonym of the principal
+    /// (or of the client address when there is none), never the clear value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
 }
 
 impl SecurityEvent {
@@ -196,6 +221,7 @@ impl SecurityEvent {
             method: None,
             policy_sha256: None,
             detail: None,
+            subject: None,
         }
     }
 
@@ -233,6 +259,12 @@ impl SecurityEvent {
     /// Free text from the plugin itself (never request data).
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
+        self
+    }
+
+    /// The subject's pseudonym (see [`crate::stream::Subject`]).
+    pub fn subject(mut self, pseudonym: &str) -> Self {
+        self.subject = Some(pseudonym.to_string());
         self
     }
 

@@ -188,15 +188,42 @@ pub fn rewrite(
 }
 
 /// [`rewrite`], also returning how many fields were sealed or opened (for
-/// the access record).
+/// the access record). Every decrypt rule reveals (no need-to-know).
 pub fn rewrite_counted(
     rules: &FieldRules,
     keyring: &Keyring,
     body: &[u8],
 ) -> Result<(Option<Vec<u8>>, u32), BodyFailure> {
-    let mut fields = 0u32;
+    rewrite_for(rules, keyring, body, |_| true).map(|(body, n)| (body, n.processed))
+}
+
+/// What one rewrite did to the selected fields.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FieldCounts {
+    /// Sealed (encrypt) or opened for the caller (decrypt).
+    pub processed: u32,
+    /// Decrypt: envelope checked and kept (`otherwise: keep`).
+    pub kept: u32,
+    /// Decrypt: value replaced by `"[redacted]"` (`otherwise: redact`).
+    pub redacted: u32,
+}
+
+/// [`rewrite`] with field-level need-to-know: `reveal(rule)` says whether
+/// the caller may see rule `rule`'s plaintext. A decrypt rule whose
+/// `reveal_to` does not admit the caller keeps each envelope (after
+/// checking it opens: a plain value in its place is refused as for any
+/// caller) or redacts the value, by its `otherwise`.
+pub fn rewrite_for(
+    rules: &FieldRules,
+    keyring: &Keyring,
+    body: &[u8],
+    reveal: impl Fn(usize) -> bool,
+) -> Result<(Option<Vec<u8>>, FieldCounts), BodyFailure> {
+    use crate::access_control::{Otherwise, REDACTED_VALUE};
+    let mut counts = FieldCounts::default();
     let mut scratch = Scratch::default();
     let mut digests = DigestMemo::default();
+    let mut discard = Vec::new();
     let flow = rules.direction.flow();
     let result = match rules.action {
         FieldAction::Encrypt => {
@@ -219,7 +246,7 @@ pub fn rewrite_counted(
                     mode: rule.mode,
                     blind_index: rule.blind_index,
                 };
-                fields = fields.saturating_add(1);
+                counts.processed = counts.processed.saturating_add(1);
                 envelope::seal_into(key, &field, sel.raw, opts, &mut scratch, out)
             })
         }
@@ -227,6 +254,15 @@ pub fn rewrite_counted(
             let Some(rule) = rules.rules.get(sel.rule) else {
                 return Err(EnvelopeError::NotEnvelope);
             };
+            let withheld = match &rule.reveal {
+                Some(r) if !reveal(sel.rule) => Some(r.otherwise),
+                _ => None,
+            };
+            if withheld == Some(Otherwise::Redact) {
+                counts.redacted = counts.redacted.saturating_add(1);
+                out.extend_from_slice(REDACTED_VALUE);
+                return Ok(());
+            }
             // An envelope is a JSON string of base64url characters and dots:
             // no escapes. Anything else in a protected field is refused, so
             // a plain value substituted on the way is caught, not trusted.
@@ -244,11 +280,21 @@ pub fn rewrite_counted(
                 digest: &digest,
                 bound: sel.bound,
             };
-            fields = fields.saturating_add(1);
+            if withheld == Some(Otherwise::Keep) {
+                // Checked like a revealed field, then passed sealed.
+                discard.clear();
+                envelope::open_into(keyring, &field, text, &mut scratch, &mut discard)?;
+                counts.kept = counts.kept.saturating_add(1);
+                out.extend_from_slice(sel.raw);
+                return Ok(());
+            }
+            counts.processed = counts.processed.saturating_add(1);
             envelope::open_into(keyring, &field, text, &mut scratch, out)
         }),
     };
-    result.map(|body| (body, fields)).map_err(|e| match e {
+    // Plaintext of kept fields, opened only to check them.
+    zeroize::Zeroize::zeroize(&mut discard);
+    result.map(|body| (body, counts)).map_err(|e| match e {
         SpliceError::Json(_) => BodyFailure::Malformed,
         SpliceError::AmbiguousMember { .. } => BodyFailure::AmbiguousMember,
         SpliceError::MissingContextField { .. } => BodyFailure::MissingContextField,

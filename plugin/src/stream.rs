@@ -11,7 +11,7 @@ use proxy_wasm::types::Action;
 use crate::host::{self, buffer, map, stream};
 use crate::logging::{log_event, LogSink};
 use crate::metrics;
-use crate::views::{HostBody, HostHeaders, HostProperties};
+use crate::views::{HostBody, HostHeaders, HostProperties, HostShared};
 
 /// Where the effects of a callback land.
 #[derive(Clone, Copy)]
@@ -95,6 +95,7 @@ fn apply_changes(fx: &Effects, at: Target) -> Result<(), HostFault> {
 /// ones every reply carries.
 pub fn send_local_reply(reply: &LocalReply, extra: &[(&str, &str)]) -> Result<(), HostFault> {
     let mut headers = reply.headers().to_vec();
+    headers.extend(reply.extra_headers.iter().map(|(n, v)| (*n, v.as_str())));
     headers.extend_from_slice(extra);
     host::send_local_response(reply.status, &headers, reply.body.as_bytes())
 }
@@ -104,9 +105,12 @@ impl Context for GuardedStream {}
 impl HttpContext for GuardedStream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let mut headers = HostHeaders::new(map::REQUEST_HEADERS);
-        let fx = self
-            .exchange
-            .on_request_headers(&mut headers, &mut HostProperties, end_of_stream);
+        let fx = self.exchange.on_request_headers(
+            &mut headers,
+            &mut HostProperties,
+            &mut HostShared,
+            end_of_stream,
+        );
         self.apply(fx, REQUEST)
     }
 
@@ -127,9 +131,12 @@ impl HttpContext for GuardedStream {
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let mut headers = HostHeaders::new(map::RESPONSE_HEADERS);
-        let fx =
-            self.exchange
-                .on_response_headers(&mut headers, &mut HostProperties, end_of_stream);
+        let fx = self.exchange.on_response_headers(
+            &mut headers,
+            &mut HostProperties,
+            &mut HostShared,
+            end_of_stream,
+        );
         self.apply(fx, RESPONSE)
     }
 

@@ -18,6 +18,12 @@ pub struct PolicyDoc {
     pub transport: Option<super::transport::TransportDoc>,
     /// Unmatched requests and non-normal paths; compiled in `requests.rs`.
     pub requests: Option<super::requests::RequestsDoc>,
+    /// Where principals come from; compiled in `crate::access_control`.
+    pub principals: Option<crate::access_control::PrincipalsDoc>,
+    /// Which address is the client's (allowlists, lockout without a principal).
+    pub client_address: Option<crate::access_control::ClientAddressDoc>,
+    /// Lockout after repeated refusals and authentication failures.
+    pub lockout: Option<crate::access_control::LockoutDoc>,
 }
 
 #[derive(Deserialize)]
@@ -66,6 +72,10 @@ pub struct DecryptRuleDoc {
     #[serde(default)]
     pub context_fields: Vec<String>,
     pub granularity: Option<String>,
+    /// Roles that see plaintext (need-to-know); others get `otherwise`.
+    pub reveal_to: Option<Vec<String>>,
+    /// `keep` (the envelope, the default) or `redact`.
+    pub otherwise: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,6 +101,8 @@ pub struct RouteDoc {
     #[serde(default)]
     pub decrypt: Vec<DecryptRuleDoc>,
     pub body: Option<BodyDoc>,
+    /// Principals, roles, address allowlist and lockout for this route.
+    pub access: Option<crate::access_control::RouteAccessDoc>,
 }
 
 #[derive(Debug, Default, Deserialize)]

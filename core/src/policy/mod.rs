@@ -77,6 +77,8 @@ pub struct Policy {
     pub logging: LoggingPolicy,
     /// Unmatched requests and paths not in normal form.
     pub requests: RequestsPolicy,
+    /// Principals, client address and lockout (`crate::access_control`).
+    pub access: crate::access_control::AccessPolicy,
     /// SHA-256 (hex) of the policy document as delivered: the identity of
     /// this configuration in `policy_loaded` events.
     pub sha256: String,
@@ -95,6 +97,11 @@ impl Policy {
                 ),
             ));
         }
+        let access = crate::access_control::AccessPolicy::compile(
+            doc.principals,
+            doc.client_address,
+            doc.lockout,
+        )?;
         let mut routes = Vec::with_capacity(doc.routes.len());
         let mut names = std::collections::BTreeSet::new();
         for (i, r) in doc.routes.into_iter().enumerate() {
@@ -105,7 +112,7 @@ impl Policy {
                     format!("duplicate route name {:?}", r.name),
                 ));
             }
-            let mut route = Route::compile(r, &at)?;
+            let mut route = Route::compile(r, &at, &access)?;
             route.index = i;
             routes.push(route);
         }
@@ -128,6 +135,7 @@ impl Policy {
             transport,
             logging,
             requests,
+            access,
             sha256: sha256_hex(bytes),
         })
     }

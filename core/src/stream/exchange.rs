@@ -13,7 +13,11 @@ use crate::wire::{HOLD_HEADER, PLAINTEXT_UPSTREAM_METRIC};
 use super::body::{self, BodyGuard, Step};
 use super::effects::{BodyReplacement, Effects, Flow};
 use super::facts::{BodyView, HeaderView, HostFault, Property, PropertyCache, PropertySource};
+use super::shared::SharedStore;
 use super::Guard;
+
+mod access;
+pub use access::{Subject, SubjectKind};
 
 /// Where the exchange is in the stream's life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +73,8 @@ pub struct Exchange {
     request_id: Option<String>,
     /// Request facts for the access record; `Some` when this stream gets one.
     record: Option<Box<RequestLogFacts>>,
+    /// Principal, roles and subject, once the access checks ran.
+    caller: access::Caller,
 }
 
 impl Exchange {
@@ -86,6 +92,7 @@ impl Exchange {
             method: String::new(),
             request_id: None,
             record: None,
+            caller: access::Caller::default(),
         }
     }
 
@@ -117,11 +124,12 @@ impl Exchange {
         &mut self,
         headers: &mut impl HeaderView,
         props: &mut impl PropertySource,
+        store: &mut impl SharedStore,
         end_of_stream: bool,
     ) -> Effects {
         self.phase = Phase::RequestHeaders;
         let mut fx = Effects::default();
-        if let Err(fault) = self.request_headers(headers, props, end_of_stream, &mut fx) {
+        if let Err(fault) = self.request_headers(headers, props, store, end_of_stream, &mut fx) {
             self.fail(fault, &mut fx);
         }
         fx
@@ -144,12 +152,13 @@ impl Exchange {
         self.on_trailers(Direction::Request, body)
     }
 
-    /// Response headers: the route's header edits and whether the response
-    /// body is held.
+    /// Response headers: the route's header edits, whether the response
+    /// body is held, and the service's 401/403 for lockouts.
     pub fn on_response_headers(
         &mut self,
         headers: &mut impl HeaderView,
-        _props: &mut impl PropertySource,
+        props: &mut impl PropertySource,
+        store: &mut impl SharedStore,
         end_of_stream: bool,
     ) -> Effects {
         self.phase = Phase::ResponseHeaders;
@@ -158,7 +167,7 @@ impl Exchange {
             return Effects::proceed();
         }
         let mut fx = Effects::default();
-        if let Err(fault) = self.response_headers(headers, end_of_stream, &mut fx) {
+        if let Err(fault) = self.response_headers(headers, props, store, end_of_stream, &mut fx) {
             self.fail(fault, &mut fx);
         }
         fx
@@ -226,6 +235,7 @@ impl Exchange {
         &mut self,
         headers: &mut impl HeaderView,
         props: &mut impl PropertySource,
+        store: &mut impl SharedStore,
         end_of_stream: bool,
         fx: &mut Effects,
     ) -> Result<(), HostFault> {
@@ -239,6 +249,7 @@ impl Exchange {
             // from the client would make them buffer any request.
             fx.remove(HOLD_HEADER);
         }
+        self.strip_untrusted_header(headers, props, fx)?;
         let path = headers.get(":path")?.unwrap_or_default();
         let host = read_if(reads.host, headers, ":authority")?;
         let mut method = read_if(reads.method, headers, ":method")?;
@@ -307,6 +318,11 @@ impl Exchange {
                 return Ok(());
             }
         }
+        if (route.access.is_some() || reveals_fields(route))
+            && self.check_access(route, headers, props, store, fx)?
+        {
+            return Ok(());
+        }
         if route.fields(Direction::Response).is_some() {
             // A compressed response could not be inspected (and would be
             // refused): ask the upstream for identity encoding.
@@ -360,6 +376,8 @@ impl Exchange {
     fn response_headers(
         &mut self,
         headers: &mut impl HeaderView,
+        props: &mut impl PropertySource,
+        store: &mut impl SharedStore,
         end_of_stream: bool,
         fx: &mut Effects,
     ) -> Result<(), HostFault> {
@@ -372,6 +390,13 @@ impl Exchange {
         let Some(route) = self.route.and_then(|i| guard.policy().routes.get(i)) else {
             return Ok(());
         };
+        if route.access.as_ref().is_some_and(|a| a.lockout) {
+            // The service refused this caller: an authentication failure
+            // for the lockout count, like our own 401/403.
+            if let Some("401" | "403") = headers.get(":status")?.as_deref() {
+                self.count_failure(store, props, fx);
+            }
+        }
         for (name, value) in route.response_header_edits().set {
             fx.set(name, value);
         }
@@ -466,13 +491,27 @@ impl Exchange {
         let (Some(rules), Some(keyring)) = (route.fields(dir), self.guard.keyring()) else {
             return self.refuse_body(fx, route, dir, BodyFailure::Seal);
         };
-        match protect::rewrite_counted(rules, keyring, &bytes) {
+        let reveal: Vec<bool> = {
+            let admits = self.reveals();
+            rules
+                .rules
+                .iter()
+                .map(|r| r.reveal.as_ref().is_none_or(&admits))
+                .collect()
+        };
+        let result = protect::rewrite_for(rules, keyring, &bytes, |rule| {
+            reveal.get(rule).copied().unwrap_or(false)
+        });
+        match result {
             Ok((new, fields)) => {
                 let count = match rules.action {
                     FieldAction::Encrypt => &mut self.actions.fields_encrypted,
                     FieldAction::Decrypt => &mut self.actions.fields_decrypted,
                 };
-                *count = count.saturating_add(fields);
+                *count = count.saturating_add(fields.processed);
+                let a = &mut self.actions;
+                a.fields_kept = a.fields_kept.saturating_add(fields.kept);
+                a.fields_redacted = a.fields_redacted.saturating_add(fields.redacted);
                 if let Some(new) = new {
                     fx.body = Some(BodyReplacement {
                         len: body_size,
@@ -657,6 +696,14 @@ fn after_refusal(dir: Direction) -> Effects {
         Direction::Request => Effects::pause(),
         Direction::Response => Effects::proceed(),
     }
+}
+
+/// A decrypt rule of the route has `reveal_to`: the caller's roles matter.
+fn reveals_fields(route: &Route) -> bool {
+    [Direction::Request, Direction::Response]
+        .into_iter()
+        .filter_map(|d| route.fields(d))
+        .any(|f| f.rules.iter().any(|r| r.reveal.is_some()))
 }
 
 /// Request header edits the route decision made (a normalised `:path`).

@@ -30,7 +30,7 @@ mod guard;
 pub mod shared;
 
 pub use effects::{BodyReplacement, Effects, Flow, HeaderEdit};
-pub use exchange::{host_fault_reply, Exchange, Phase};
+pub use exchange::{host_fault_reply, Exchange, Phase, Subject, SubjectKind};
 pub use facts::{BodyView, HeaderView, HostFault, Property, PropertySource};
 pub use guard::{Guard, MatchReads, UNPROTECTED_WATCH_PERIOD};
 pub use shared::SharedStore;

@@ -210,7 +210,10 @@ impl SharedStore for MemoryStore {
     }
 
     fn set(&mut self, key: &str, value: &[u8], cas: u32) -> Result<bool, HostFault> {
-        let entry = self.entries.entry(key.to_owned()).or_insert((Vec::new(), 0));
+        let entry = self
+            .entries
+            .entry(key.to_owned())
+            .or_insert((Vec::new(), 0));
         if cas != 0 && cas != entry.1 {
             return Ok(false);
         }
@@ -236,7 +239,10 @@ mod tests {
         }
         let t = add(&mut s, "k", t0 + 61 * SEC, 60 * SEC, 1, 100).unwrap();
         assert_eq!(t.window.count, 1, "a new window starts from zero");
-        assert_eq!(peek(&mut s, "k", t0 + 200 * SEC, 60 * SEC).unwrap().count, 0);
+        assert_eq!(
+            peek(&mut s, "k", t0 + 200 * SEC, 60 * SEC).unwrap().count,
+            0
+        );
     }
 
     #[test]
@@ -292,13 +298,20 @@ mod tests {
         extend_deadline(&mut s, "d", 100).unwrap();
         extend_deadline(&mut s, "d", 50).unwrap();
         assert_eq!(deadline(&mut s, "d", 10).unwrap(), Some(100));
-        assert_eq!(deadline(&mut s, "d", 100).unwrap(), None, "ends at the deadline");
+        assert_eq!(
+            deadline(&mut s, "d", 100).unwrap(),
+            None,
+            "ends at the deadline"
+        );
     }
 
     #[test]
     fn foreign_values_read_as_empty() {
         let mut s = MemoryStore::default();
         s.set("k", b"not a window", 0).unwrap();
-        assert_eq!(add(&mut s, "k", SEC, 60 * SEC, 1, 9).unwrap().window.count, 1);
+        assert_eq!(
+            add(&mut s, "k", SEC, 60 * SEC, 1, 9).unwrap().window.count,
+            1
+        );
     }
 }

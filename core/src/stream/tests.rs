@@ -1,6 +1,8 @@
 //! The exchange driven phase by phase with plain values: every refusal path,
 //! every body outcome, and what each phase reads.
 
+mod access;
+
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -69,6 +71,10 @@ struct Props {
     values: BTreeMap<&'static [&'static str], Vec<u8>>,
     reads: BTreeMap<&'static [&'static str], u32>,
     fault: Option<(Property, HostFault)>,
+    /// Values of attribute paths the policy names (JWT claims), by dotted path.
+    paths: BTreeMap<String, Vec<u8>>,
+    /// The host clock, when a test moves it.
+    now: Option<u64>,
 }
 
 impl Props {
@@ -113,7 +119,11 @@ impl PropertySource for Props {
     }
 
     fn unix_time_nanos(&mut self) -> u64 {
-        1_767_225_600_000_000_000
+        self.now.unwrap_or(1_767_225_600_000_000_000)
+    }
+
+    fn get_path(&mut self, path: &[&str]) -> Result<Option<Vec<u8>>, HostFault> {
+        Ok(self.paths.get(&path.join(".")).cloned())
     }
 }
 
@@ -249,7 +259,7 @@ fn unprotected_request_reads_only_the_path_and_the_marker() {
     let mut x = g.open();
     let mut h = request("GET", "/catalog/items?q=1", &[]);
     let mut p = Props::default();
-    let fx = x.on_request_headers(&mut h, &mut p, true);
+    let fx = x.on_request_headers(&mut h, &mut p, &mut shared::MemoryStore::default(), true);
     assert_eq!(fx.flow, Flow::Continue);
     assert!(fx.is_quiet(), "{fx:?}");
     assert_eq!(h.read(), [HOLD_HEADER, ":path"]);
@@ -257,7 +267,7 @@ fn unprotected_request_reads_only_the_path_and_the_marker() {
     assert!(x.route().is_none());
 
     let mut rh = response(&[]);
-    let fx = x.on_response_headers(&mut rh, &mut p, false);
+    let fx = x.on_response_headers(&mut rh, &mut p, &mut shared::MemoryStore::default(), false);
     assert!(fx.is_quiet());
     assert_eq!(rh.read(), [HOLD_HEADER]);
     assert!(x.on_response_body(10, true, &mut no_body()).is_quiet());
@@ -283,7 +293,7 @@ fn match_facts_are_read_only_when_a_route_matches_on_them() {
     let mut x = g.open();
     let mut h = request("GET", "/x", &[]);
     let mut p = Props::default().with(Property::RouteName, "svc");
-    let fx = x.on_request_headers(&mut h, &mut p, true);
+    let fx = x.on_request_headers(&mut h, &mut p, &mut shared::MemoryStore::default(), true);
     assert!(fx.is_quiet());
     assert!(x.route().is_none(), "GET is not POST");
     assert_eq!(h.read(), [HOLD_HEADER, ":path", ":authority", ":method"]);
@@ -296,12 +306,18 @@ fn the_hold_marker_is_removed_from_requests_and_responses_and_set_only_by_the_gu
     // Unprotected: a client's marker would make the hold filter buffer.
     let mut x = g.open();
     let mut h = request("GET", "/catalog", &[(HOLD_HEADER, "1")]);
-    let fx = x.on_request_headers(&mut h, &mut Props::default(), true);
+    let fx = x.on_request_headers(
+        &mut h,
+        &mut Props::default(),
+        &mut shared::MemoryStore::default(),
+        true,
+    );
     assert!(removes(&fx, HOLD_HEADER));
     assert_eq!(sets(&fx, HOLD_HEADER), None);
     let fx = x.on_response_headers(
         &mut response(&[(HOLD_HEADER, "1")]),
         &mut Props::default(),
+        &mut shared::MemoryStore::default(),
         false,
     );
     assert!(removes(&fx, HOLD_HEADER), "from the upstream too");
@@ -316,7 +332,12 @@ fn the_hold_marker_is_removed_from_requests_and_responses_and_set_only_by_the_gu
             ("content-type", "application/json"),
         ],
     );
-    let fx = x.on_request_headers(&mut h, &mut Props::default(), false);
+    let fx = x.on_request_headers(
+        &mut h,
+        &mut Props::default(),
+        &mut shared::MemoryStore::default(),
+        false,
+    );
     let pos = |want: &HeaderEdit| fx.header_edits.iter().position(|e| e == want);
     let removed = pos(&HeaderEdit::Remove(HOLD_HEADER)).unwrap();
     let set = pos(&HeaderEdit::Set(HOLD_HEADER, "1".into())).unwrap();
@@ -325,7 +346,12 @@ fn the_hold_marker_is_removed_from_requests_and_responses_and_set_only_by_the_gu
     // Protected without body rules: only removed.
     let mut x = g.open();
     let mut h = request("GET", "/orders/1", &[(HOLD_HEADER, "1")]);
-    let fx = x.on_request_headers(&mut h, &mut Props::default(), true);
+    let fx = x.on_request_headers(
+        &mut h,
+        &mut Props::default(),
+        &mut shared::MemoryStore::default(),
+        true,
+    );
     assert!(removes(&fx, HOLD_HEADER));
     assert_eq!(sets(&fx, HOLD_HEADER), None);
 }
@@ -337,7 +363,12 @@ fn kill_switch_refuses_with_503_an_event_and_holds_the_request() {
     let g = guard(base());
     let mut x = g.open();
     let mut h = request("POST", "/mws/Orders?Action=ListOrders", &[]);
-    let fx = x.on_request_headers(&mut h, &mut Props::default(), false);
+    let fx = x.on_request_headers(
+        &mut h,
+        &mut Props::default(),
+        &mut shared::MemoryStore::default(),
+        false,
+    );
     assert_eq!(fx.flow, Flow::Pause);
     assert_eq!(reply_of(&fx), (503, "route_disabled"));
     let e = &fx.events[0];
@@ -358,7 +389,12 @@ fn kill_switch_refuses_with_503_an_event_and_holds_the_request() {
         Flow::Pause
     );
     assert_eq!(x.on_request_trailers(&mut no_body()).flow, Flow::Pause);
-    let fx = x.on_response_headers(&mut response(&[]), &mut Props::default(), false);
+    let fx = x.on_response_headers(
+        &mut response(&[]),
+        &mut Props::default(),
+        &mut shared::MemoryStore::default(),
+        false,
+    );
     assert!(fx.is_quiet() && fx.flow == Flow::Continue);
     assert_eq!(
         x.on_response_body(10, true, &mut no_body()).flow,
@@ -372,31 +408,56 @@ fn protected_route_refuses_a_plaintext_client_unless_behind_a_trusted_terminator
     let strict = guard(with(base(), "transport", json!({})));
     let mut x = strict.open();
     let mut p = Props::default();
-    let fx = x.on_request_headers(&mut request("GET", "/orders/1", &[]), &mut p, true);
+    let fx = x.on_request_headers(
+        &mut request("GET", "/orders/1", &[]),
+        &mut p,
+        &mut shared::MemoryStore::default(),
+        true,
+    );
     assert_eq!(reply_of(&fx), (403, "downstream_tls_required"));
     assert_eq!(event_kinds(&fx), [EventKind::DownstreamPlaintextRefused]);
 
     let mut x = strict.open();
     let mut p = Props::default().with(Property::DownstreamTlsVersion, "TLSv1.1");
-    let fx = x.on_request_headers(&mut request("GET", "/orders/1", &[]), &mut p, true);
+    let fx = x.on_request_headers(
+        &mut request("GET", "/orders/1", &[]),
+        &mut p,
+        &mut shared::MemoryStore::default(),
+        true,
+    );
     assert_eq!(reply_of(&fx), (403, "downstream_tls_required"), "below 1.2");
 
     let mut x = strict.open();
     let mut p = Props::default().with(Property::DownstreamTlsVersion, "TLSv1.3");
-    let fx = x.on_request_headers(&mut request("GET", "/orders/1", &[]), &mut p, true);
+    let fx = x.on_request_headers(
+        &mut request("GET", "/orders/1", &[]),
+        &mut p,
+        &mut shared::MemoryStore::default(),
+        true,
+    );
     assert!(fx.reply.is_none());
 
     // Unprotected routes are not the policy's business.
     let mut x = strict.open();
     let mut p = Props::default();
-    let fx = x.on_request_headers(&mut request("GET", "/catalog", &[]), &mut p, true);
+    let fx = x.on_request_headers(
+        &mut request("GET", "/catalog", &[]),
+        &mut p,
+        &mut shared::MemoryStore::default(),
+        true,
+    );
     assert!(fx.reply.is_none());
     assert_eq!(p.reads_of(Property::DownstreamTlsVersion), 0);
 
     // Trusted terminator: not even read.
     let mut x = guard(base()).open();
     let mut p = Props::default();
-    let fx = x.on_request_headers(&mut request("GET", "/orders/1", &[]), &mut p, true);
+    let fx = x.on_request_headers(
+        &mut request("GET", "/orders/1", &[]),
+        &mut p,
+        &mut shared::MemoryStore::default(),
+        true,
+    );
     assert!(fx.reply.is_none());
     assert_eq!(p.reads_of(Property::DownstreamTlsVersion), 0);
 }
@@ -408,11 +469,13 @@ fn no_store_routes_get_cache_headers_on_the_response() {
     x.on_request_headers(
         &mut request("GET", "/orders/1", &[]),
         &mut Props::default(),
+        &mut shared::MemoryStore::default(),
         true,
     );
     let fx = x.on_response_headers(
         &mut response(&[("cache-control", "public, max-age=600")]),
         &mut Props::default(),
+        &mut shared::MemoryStore::default(),
         false,
     );
     assert_eq!(sets(&fx, "cache-control").as_deref(), Some("no-store"));
@@ -425,12 +488,18 @@ fn response_rules_ask_the_upstream_for_identity_encoding() {
     let g = guard(base());
     let mut x = g.open();
     let mut h = request("GET", "/open/1", &[("accept-encoding", "gzip")]);
-    let fx = x.on_request_headers(&mut h, &mut Props::default(), true);
+    let fx = x.on_request_headers(
+        &mut h,
+        &mut Props::default(),
+        &mut shared::MemoryStore::default(),
+        true,
+    );
     assert!(removes(&fx, "accept-encoding"));
     let mut x = g.open();
     let fx = x.on_request_headers(
         &mut request("GET", "/orders/1", &[("accept-encoding", "gzip")]),
         &mut Props::default(),
+        &mut shared::MemoryStore::default(),
         true,
     );
     assert!(!removes(&fx, "accept-encoding"));
@@ -441,8 +510,12 @@ fn response_rules_ask_the_upstream_for_identity_encoding() {
 fn sealed_request(chunks: &[&[u8]], trailers: bool) -> (Exchange, Vec<Effects>) {
     let g = guard(base());
     let mut x = g.open();
-    let mut out =
-        vec![x.on_request_headers(&mut json_post("/seal/1"), &mut Props::default(), false)];
+    let mut out = vec![x.on_request_headers(
+        &mut json_post("/seal/1"),
+        &mut Props::default(),
+        &mut shared::MemoryStore::default(),
+        false,
+    )];
     let mut buffered = Vec::new();
     for (i, chunk) in chunks.iter().enumerate() {
         buffered.extend_from_slice(chunk);
@@ -499,11 +572,21 @@ fn empty_bodies_pass() {
     let g = guard(base());
     // No body at all: nothing held.
     let mut x = g.open();
-    let fx = x.on_request_headers(&mut json_post("/seal/1"), &mut Props::default(), true);
+    let fx = x.on_request_headers(
+        &mut json_post("/seal/1"),
+        &mut Props::default(),
+        &mut shared::MemoryStore::default(),
+        true,
+    );
     assert!(fx.header_edits.is_empty() && fx.reply.is_none());
     // Headers said a body follows; it is empty.
     let mut x = g.open();
-    x.on_request_headers(&mut json_post("/seal/1"), &mut Props::default(), false);
+    x.on_request_headers(
+        &mut json_post("/seal/1"),
+        &mut Props::default(),
+        &mut shared::MemoryStore::default(),
+        false,
+    );
     let fx = x.on_request_body(0, true, &mut Body::unreadable());
     assert_eq!(fx.flow, Flow::Continue);
     assert!(fx.body.is_none() && fx.reply.is_none());
@@ -529,7 +612,12 @@ fn oversize_bodies_are_refused_by_declared_length_and_by_size() {
             ("content-length", "65"),
         ],
     );
-    let fx = x.on_request_headers(&mut h, &mut Props::default(), false);
+    let fx = x.on_request_headers(
+        &mut h,
+        &mut Props::default(),
+        &mut shared::MemoryStore::default(),
+        false,
+    );
     assert_eq!(reply_of(&fx), (413, "body_too_large"));
     assert!(
         fx.header_edits.is_empty(),
@@ -571,6 +659,7 @@ fn wrong_content_type_or_encoding_is_refused_before_anything_is_held() {
         let fx = x.on_request_headers(
             &mut request("POST", "/seal/1", &extra),
             &mut Props::default(),
+            &mut shared::MemoryStore::default(),
             false,
         );
         assert_eq!(reply_of(&fx), want, "{extra:?}");
@@ -581,6 +670,7 @@ fn wrong_content_type_or_encoding_is_refused_before_anything_is_held() {
     let fx = x.on_request_headers(
         &mut request("POST", "/lenient/1", &[("content-type", "text/plain")]),
         &mut Props::default(),
+        &mut shared::MemoryStore::default(),
         false,
     );
     assert!(fx.reply.is_none() && fx.header_edits.is_empty());
@@ -595,6 +685,7 @@ fn wrong_content_type_or_encoding_is_refused_before_anything_is_held() {
             &[("content-type", "application/vnd.api+json; charset=utf-8")],
         ),
         &mut Props::default(),
+        &mut shared::MemoryStore::default(),
         false,
     );
     assert_eq!(sets(&fx, HOLD_HEADER).as_deref(), Some("1"));
@@ -615,9 +706,15 @@ fn open_response(body: &[u8], headers: &[(&str, &str)]) -> (Effects, Effects) {
     x.on_request_headers(
         &mut request("GET", "/open/1", &[]),
         &mut Props::default(),
+        &mut shared::MemoryStore::default(),
         true,
     );
-    let h = x.on_response_headers(&mut response(headers), &mut Props::default(), false);
+    let h = x.on_response_headers(
+        &mut response(headers),
+        &mut Props::default(),
+        &mut shared::MemoryStore::default(),
+        false,
+    );
     let b = x.on_response_body(body.len(), true, &mut Body::of(body));
     (h, b)
 }
@@ -652,6 +749,7 @@ fn a_response_envelope_opens_for_the_client_and_a_request_envelope_does_not() {
         x.on_response_headers(
             &mut response(&[("content-type", "application/json")]),
             &mut Props::default(),
+            &mut shared::MemoryStore::default(),
             false,
         );
         x.on_response_body(body.len(), true, &mut Body::of(body))
@@ -662,6 +760,7 @@ fn a_response_envelope_opens_for_the_client_and_a_request_envelope_does_not() {
     x.on_request_headers(
         &mut request("GET", "/reply-seal/1", &[]),
         &mut Props::default(),
+        &mut shared::MemoryStore::default(),
         true,
     );
     let sealed = response_body(&mut x, br#"{"email":"jane@example.com"}"#);
@@ -670,6 +769,7 @@ fn a_response_envelope_opens_for_the_client_and_a_request_envelope_does_not() {
     x.on_request_headers(
         &mut request("GET", "/open/1", &[]),
         &mut Props::default(),
+        &mut shared::MemoryStore::default(),
         true,
     );
     let fx = response_body(&mut x, &sealed);
@@ -683,6 +783,7 @@ fn a_response_envelope_opens_for_the_client_and_a_request_envelope_does_not() {
     x.on_request_headers(
         &mut request("GET", "/open/1", &[]),
         &mut Props::default(),
+        &mut shared::MemoryStore::default(),
         true,
     );
     let fx = response_body(&mut x, &req);
@@ -695,7 +796,12 @@ fn a_response_envelope_opens_for_the_client_and_a_request_envelope_does_not() {
 fn request_headers_that_cannot_be_read_are_refused_never_passed() {
     let g = guard(base());
     let mut x = g.open();
-    let fx = x.on_request_headers(&mut Headers::gone(), &mut Props::default(), false);
+    let fx = x.on_request_headers(
+        &mut Headers::gone(),
+        &mut Props::default(),
+        &mut shared::MemoryStore::default(),
+        false,
+    );
     assert_eq!(reply_of(&fx), (500, "check_unavailable"));
     assert_eq!(fx.flow, Flow::Pause);
     assert_eq!(event_kinds(&fx), [EventKind::HostCallFailed]);
@@ -716,7 +822,12 @@ fn a_property_the_route_decision_needs_is_a_refusal_when_unreadable() {
     let strict = guard(with(base(), "transport", json!({})));
     let mut x = strict.open();
     let mut p = Props::default().failing(Property::DownstreamTlsVersion);
-    let fx = x.on_request_headers(&mut request("GET", "/orders/1", &[]), &mut p, true);
+    let fx = x.on_request_headers(
+        &mut request("GET", "/orders/1", &[]),
+        &mut p,
+        &mut shared::MemoryStore::default(),
+        true,
+    );
     assert_eq!(reply_of(&fx), (500, "check_unavailable"));
     assert_eq!(fx.events[0].route.as_deref(), Some("orders"));
 
@@ -727,7 +838,12 @@ fn a_property_the_route_decision_needs_is_a_refusal_when_unreadable() {
     ));
     let mut x = by_name.open();
     let mut p = Props::default().failing(Property::RouteName);
-    let fx = x.on_request_headers(&mut request("GET", "/x", &[]), &mut p, true);
+    let fx = x.on_request_headers(
+        &mut request("GET", "/x", &[]),
+        &mut p,
+        &mut shared::MemoryStore::default(),
+        true,
+    );
     assert_eq!(reply_of(&fx), (500, "check_unavailable"));
 }
 
@@ -742,7 +858,12 @@ fn a_body_that_cannot_be_read_is_refused() {
     ] {
         let g = guard(base());
         let mut x = g.open();
-        x.on_request_headers(&mut json_post("/seal/1"), &mut Props::default(), false);
+        x.on_request_headers(
+            &mut json_post("/seal/1"),
+            &mut Props::default(),
+            &mut shared::MemoryStore::default(),
+            false,
+        );
         let fx = x.on_request_body(17, true, &mut body);
         assert_eq!(reply_of(&fx), (500, "check_unavailable"));
         assert!(fx.body.is_none());
@@ -759,11 +880,13 @@ fn a_body_that_cannot_be_read_is_refused() {
     x.on_request_headers(
         &mut request("GET", "/open/1", &[]),
         &mut Props::default(),
+        &mut shared::MemoryStore::default(),
         true,
     );
     x.on_response_headers(
         &mut response(&[("content-type", "application/json")]),
         &mut Props::default(),
+        &mut shared::MemoryStore::default(),
         false,
     );
     let fx = x.on_response_body(5, true, &mut Body::unreadable());
@@ -777,9 +900,15 @@ fn response_headers_that_cannot_be_read_are_refused() {
     x.on_request_headers(
         &mut request("GET", "/catalog", &[]),
         &mut Props::default(),
+        &mut shared::MemoryStore::default(),
         true,
     );
-    let fx = x.on_response_headers(&mut Headers::gone(), &mut Props::default(), false);
+    let fx = x.on_response_headers(
+        &mut Headers::gone(),
+        &mut Props::default(),
+        &mut shared::MemoryStore::default(),
+        false,
+    );
     assert_eq!(reply_of(&fx), (502, "check_unavailable"));
 }
 
@@ -787,7 +916,12 @@ fn response_headers_that_cannot_be_read_are_refused() {
 fn an_effect_the_host_cannot_apply_is_refused_and_a_failed_refusal_resets() {
     let g = guard(base());
     let mut x = g.open();
-    let fx = x.on_request_headers(&mut json_post("/seal/1"), &mut Props::default(), false);
+    let fx = x.on_request_headers(
+        &mut json_post("/seal/1"),
+        &mut Props::default(),
+        &mut shared::MemoryStore::default(),
+        false,
+    );
     assert_eq!(sets(&fx, HOLD_HEADER).as_deref(), Some("1"));
     // Setting the hold marker failed: the body must not go out unheld.
     let fx = x.host_failed(HostFault::status("proxy_replace_header_map_value", 2));
@@ -807,6 +941,7 @@ fn a_fact_missing_at_log_is_reported_and_the_record_still_written() {
     x.on_request_headers(
         &mut request("GET", "/catalog", &[]),
         &mut Props::default(),
+        &mut shared::MemoryStore::default(),
         true,
     );
     let mut p = Props::default().failing(Property::UpstreamTlsVersion);
@@ -822,7 +957,12 @@ fn a_fact_missing_at_log_is_reported_and_the_record_still_written() {
 
 fn logged(g: &Rc<Guard>, path: &str, props: &mut Props) -> Effects {
     let mut x = g.open();
-    x.on_request_headers(&mut request("GET", path, &[]), &mut Props::default(), true);
+    x.on_request_headers(
+        &mut request("GET", path, &[]),
+        &mut Props::default(),
+        &mut shared::MemoryStore::default(),
+        true,
+    );
     x.on_log(props)
 }
 
@@ -924,8 +1064,13 @@ fn the_record_holds_the_request_and_response_facts_and_what_was_done() {
         &[("user-agent", "curl/8"), ("x-principal", "svc-a")],
     );
     let mut p = full_props();
-    x.on_request_headers(&mut h, &mut p, true);
-    x.on_response_headers(&mut response(&[]), &mut p, false);
+    x.on_request_headers(&mut h, &mut p, &mut shared::MemoryStore::default(), true);
+    x.on_response_headers(
+        &mut response(&[]),
+        &mut p,
+        &mut shared::MemoryStore::default(),
+        false,
+    );
     let fx = x.on_log(&mut p);
     let r = fx.record.expect("a record");
     assert_eq!(r.path, "/orders/1?BuyerEmail=[redacted]", "scrubbed");
@@ -1001,6 +1146,7 @@ fn the_mtls_subject_is_the_principal_when_no_header_names_one() {
     x.on_request_headers(
         &mut request("GET", "/orders/1", &[]),
         &mut Props::default(),
+        &mut shared::MemoryStore::default(),
         true,
     );
     let mut p = Props::default()
@@ -1013,6 +1159,7 @@ fn the_mtls_subject_is_the_principal_when_no_header_names_one() {
     x.on_request_headers(
         &mut request("GET", "/orders/1", &[]),
         &mut Props::default(),
+        &mut shared::MemoryStore::default(),
         true,
     );
     let rec = x

@@ -217,6 +217,11 @@ impl PropertySource for Props<'_> {
     fn unix_time_nanos(&mut self) -> u64 {
         1_795_910_400_000_000_000
     }
+
+    fn get_path(&mut self, _path: &[&str]) -> Result<Option<Vec<u8>>, HostFault> {
+        self.host.read()?;
+        Ok(None)
+    }
 }
 
 /// A message: headers, body chunks, trailers.
@@ -275,7 +280,12 @@ fn run(ex: &mut Exchange, host: &Host, request: &Message<'_>, response: &Message
         host,
     };
     let end = request.chunks.iter().all(|c| c.is_empty()) && !request.trailers;
-    let fx = ex.on_request_headers(&mut headers, &mut props, end);
+    let fx = ex.on_request_headers(
+        &mut headers,
+        &mut props,
+        &mut dpp_core::stream::shared::MemoryStore::default(),
+        end,
+    );
     out.take(&fx);
     let mut answered = fx.reply.as_ref().map(|r| (r.status, r.code));
     if answered.is_none() && !fx.reset {
@@ -358,7 +368,12 @@ fn run(ex: &mut Exchange, host: &Host, request: &Message<'_>, response: &Message
                 ],
                 host,
             };
-            let fx = ex.on_response_headers(&mut local, &mut props, false);
+            let fx = ex.on_response_headers(
+                &mut local,
+                &mut props,
+                &mut dpp_core::stream::shared::MemoryStore::default(),
+                false,
+            );
             assert!(
                 fx.is_quiet() && fx.flow == Flow::Continue,
                 "our own reply was held"
@@ -393,7 +408,12 @@ fn respond(ex: &mut Exchange, host: &Host, response: &Message<'_>, out: &mut Out
         host,
     };
     let end = response.chunks.iter().all(|c| c.is_empty()) && !response.trailers;
-    let fx = ex.on_response_headers(&mut headers, &mut props, end);
+    let fx = ex.on_response_headers(
+        &mut headers,
+        &mut props,
+        &mut dpp_core::stream::shared::MemoryStore::default(),
+        end,
+    );
     out.take(&fx);
     let mut answered = fx.reply.as_ref().map(|r| (r.status, r.code));
     if answered.is_some() || fx.reset {

@@ -134,7 +134,7 @@ pub enum PrincipalSource {
     /// client certificate identity (URI or DNS SAN) is `set_by`; any other
     /// copy is removed before the request goes on.
     Header {
-        name: &'static str,
+        name: String,
         set_by: String,
     },
 }
@@ -302,7 +302,7 @@ fn role_list(roles: Vec<String>, at: &str) -> Result<Vec<String>, PolicyError> {
     Ok(roles)
 }
 
-fn header_name(name: &str, at: &str) -> Result<&'static str, PolicyError> {
+fn header_name(name: &str, at: &str) -> Result<String, PolicyError> {
     let ok = !name.is_empty()
         && name
             .bytes()
@@ -319,9 +319,7 @@ fn header_name(name: &str, at: &str) -> Result<&'static str, PolicyError> {
             format!("{name:?} cannot carry a principal"),
         ));
     }
-    // Compiled once per policy load: the exchange's header edits take
-    // `&'static str` names.
-    Ok(Box::leak(name.to_owned().into_boxed_str()))
+    Ok(name.to_owned())
 }
 
 fn non_empty(value: String, at: &str) -> Result<String, PolicyError> {
@@ -349,13 +347,13 @@ impl AccessPolicy {
 
     /// The header source, if one is configured: its copies from anyone but
     /// the trusted hop are removed from every request.
-    pub fn trusted_header(&self) -> Option<(&'static str, &str)> {
+    pub fn trusted_header(&self) -> Option<(&str, &str)> {
         self.principals
             .as_ref()?
             .sources
             .iter()
             .find_map(|s| match s {
-                PrincipalSource::Header { name, set_by } => Some((*name, set_by.as_str())),
+                PrincipalSource::Header { name, set_by } => Some((name.as_str(), set_by.as_str())),
                 _ => None,
             })
     }

@@ -339,7 +339,7 @@ fn the_hold_marker_is_removed_from_requests_and_responses_and_set_only_by_the_gu
         false,
     );
     let pos = |want: &HeaderEdit| fx.header_edits.iter().position(|e| e == want);
-    let removed = pos(&HeaderEdit::Remove(HOLD_HEADER)).unwrap();
+    let removed = pos(&HeaderEdit::Remove(HOLD_HEADER.into())).unwrap();
     let set = pos(&HeaderEdit::Set(HOLD_HEADER, "1".into())).unwrap();
     assert!(removed < set, "{:?}", fx.header_edits);
 

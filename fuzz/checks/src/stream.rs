@@ -170,7 +170,7 @@ impl Headers<'_> {
                     self.pairs.retain(|(k, _)| k != name);
                     self.pairs.push((name.to_string(), value.to_string()));
                 }
-                HeaderEdit::Remove(name) => self.pairs.retain(|(k, _)| k != name),
+                HeaderEdit::Remove(name) => self.pairs.retain(|(k, _)| k.as_str() != name.as_ref()),
             }
         }
     }

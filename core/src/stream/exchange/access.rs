@@ -92,7 +92,7 @@ impl Exchange {
             return Ok(());
         }
         self.caller.header_untrusted = true;
-        fx.remove(name);
+        fx.remove(name.to_owned());
         let event = SecurityEvent::new(EventKind::UntrustedPrincipalHeader).detail(name);
         self.raise(fx, event);
         Ok(())

@@ -89,6 +89,20 @@ INVALID = [
      "routes[0].limits.response_bytes.window_seconds"),
     ('{"version":1,"routes":[{"name":"a","limits":{"bytes":{"max":9,"window_seconds":9}}}]}',
      "routes[0].limits.bytes"),
+    # access management (docs/access.md)
+    ('{"version":1,"principals":{"sources":[]}}', "principals.sources"),
+    ('{"version":1,"principals":{"sources":[{"mtls":{"identity":"cn"}}]}}', "principals.sources[0].mtls.identity"),
+    ('{"version":1,"principals":{"sources":[{"header":{"name":"X-User","set_by":"gw"}}]}}',
+     "principals.sources[0].header.name"),
+    ('{"version":1,"principals":{"sources":[{"mtls":{"identity":"uri_san"}}],"roles":[{"principal":"a","roles":[]}]}}',
+     "principals.roles[0].roles"),
+    ('{"version":1,"client_address":{"source":"x-forwarded-for"}}', "client_address.trusted_hops"),
+    ('{"version":1,"client_address":{"source":"socket","trusted_hops":1}}', "client_address.trusted_hops"),
+    ('{"version":1,"lockout":{"after":0,"window_seconds":60,"duration_seconds":60}}', "lockout.after"),
+    ('{"version":1,"routes":[{"name":"a","access":{"rolez":["x"]}}]}', "routes[0].access.rolez"),
+    ('{"version":1,"routes":[{"name":"a","access":{"allow_cidrs":["ten"]}}]}', "routes[0].access.allow_cidrs[0]"),
+    ('{"version":1,"keys":{"env":"K"},"routes":[{"name":"a","decrypt":[{"direction":"response","selectors":["$.a"],"reveal_to":["r"],"otherwise":"hide"}]}]}',
+     "routes[0].decrypt[0].otherwise"),
 ]
 
 

@@ -27,8 +27,9 @@ pub struct LocalReply {
     pub code: &'static str,
     /// JSON body; never contains request data.
     pub body: String,
-    /// `Retry-After` seconds (a throttled request).
-    pub retry_after: Option<u64>,
+    /// Headers beyond [`LocalReply::headers`] (`retry-after`,
+    /// `www-authenticate`); never request data.
+    pub extra_headers: Vec<(&'static str, String)>,
 }
 
 impl LocalReply {
@@ -38,7 +39,7 @@ impl LocalReply {
             status,
             code,
             body,
-            retry_after: None,
+            extra_headers: Vec::new(),
         }
     }
 
@@ -46,7 +47,7 @@ impl LocalReply {
     /// window ends.
     pub fn throttled(retry_after: u64) -> LocalReply {
         LocalReply {
-            retry_after: Some(retry_after),
+            extra_headers: vec![("retry-after", retry_after.to_string())],
             ..LocalReply::json(
                 429,
                 "rate_limited",

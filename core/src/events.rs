@@ -65,6 +65,8 @@ pub enum Category {
     /// An alarm of the monitoring controls (canaries, rates, volumes,
     /// unauthorized bursts).
     Monitoring,
+    /// Access management: principals, roles, address allowlists, lockout.
+    Access,
 }
 
 /// Prefix of every metric the plugin defines. Envoy shows them in /stats
@@ -185,6 +187,25 @@ event_kinds! {
     /// A client got `monitoring.unauthorized_burst.count` 401/403 answers
     /// within the window (once per window).
     UnauthorizedBurst = "unauthorized_burst", High, Monitoring;
+    /// A route that requires a principal was called without one (401).
+    PrincipalRequired = "principal_required", Warning, Access;
+    /// A generic, shared or default identity (root, admin, a default
+    /// service account, a policy `generic` pattern) was refused (403).
+    GenericIdentityRefused = "generic_identity_refused", High, Access;
+    /// The caller holds none of the roles the route admits (403).
+    AccessDenied = "access_denied", Warning, Access;
+    /// The client address is outside the route's `allow_cidrs`, or could
+    /// not be determined (403).
+    ClientAddressRefused = "client_address_refused", Warning, Access;
+    /// A request of a locked-out principal (or address) was refused (403
+    /// with `Retry-After`).
+    PrincipalLockedOut = "principal_locked_out", Warning, Access;
+    /// A principal (or address) reached the lockout count: locked out for
+    /// the policy's duration, on every worker of this proxy.
+    LockoutStarted = "lockout_started", High, Access;
+    /// A client sent the trusted principal header on a connection that is
+    /// not the trusted hop: the copy was removed before the request went on.
+    UntrustedPrincipalHeader = "untrusted_principal_header", High, Access;
 }
 
 /// Counter of access records written (one per request the filter saw).
@@ -207,8 +228,9 @@ pub struct SecurityEvent {
     pub policy_sha256: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
-    /// Pseudonym of who made the request (principal, else client address),
-    /// on monitoring events.
+    /// Whom the event is about: the keyed pseudonym of the principal (or of
+    /// the client address when there is none), never the clear value; on
+    /// access and monitoring events.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
     /// Report-only mode: the control would have acted (refused, throttled,
@@ -270,7 +292,8 @@ impl SecurityEvent {
         self
     }
 
-    /// A pseudonym (never a clear principal or address).
+    /// The subject's pseudonym (see [`crate::stream::Subject`]), never a
+    /// clear principal or address.
     pub fn subject(mut self, pseudonym: &str) -> Self {
         self.subject = Some(pseudonym.to_string());
         self

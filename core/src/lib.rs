@@ -13,6 +13,7 @@
 )]
 
 pub mod access;
+pub mod access_control;
 pub mod crypto;
 pub mod decision;
 pub mod events;

@@ -188,27 +188,48 @@ pub fn rewrite(
 }
 
 /// [`rewrite`], also returning how many fields were sealed or opened (for
-/// the access record).
+/// the access record). Every decrypt rule reveals (no need-to-know).
 pub fn rewrite_counted(
     rules: &FieldRules,
     keyring: &Keyring,
     body: &[u8],
 ) -> Result<(Option<Vec<u8>>, u32), BodyFailure> {
-    rewrite_visited(rules, keyring, body, &mut |_| {})
+    rewrite_for(rules, keyring, body, |_| true, &mut |_| {}).map(|(body, n)| (body, n.processed))
 }
 
-/// [`rewrite_counted`], showing `visit` the plaintext of every selected
-/// value as raw JSON text (before sealing, or after opening), for checks
+/// What one rewrite did to the selected fields.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FieldCounts {
+    /// Sealed (encrypt) or opened for the caller (decrypt).
+    pub processed: u32,
+    /// Decrypt: envelope checked and kept (`otherwise: keep`).
+    pub kept: u32,
+    /// Decrypt: value replaced by `"[redacted]"` (`otherwise: redact`).
+    pub redacted: u32,
+}
+
+/// [`rewrite`] with field-level need-to-know: `reveal(rule)` says whether
+/// the caller may see rule `rule`'s plaintext. A decrypt rule whose
+/// `reveal_to` does not admit the caller keeps each envelope (after
+/// checking it opens: a plain value in its place is refused as for any
+/// caller) or redacts the value, by its `otherwise`.
+///
+/// `visit` sees the plaintext of every value that crosses in clear, as raw
+/// JSON text (before sealing, or after opening for the caller), for checks
 /// that compare field values (canaries) without parsing the body again.
-pub fn rewrite_visited(
+/// Kept and redacted values are not shown: the caller does not see them.
+pub fn rewrite_for(
     rules: &FieldRules,
     keyring: &Keyring,
     body: &[u8],
+    reveal: impl Fn(usize) -> bool,
     visit: &mut dyn FnMut(&[u8]),
-) -> Result<(Option<Vec<u8>>, u32), BodyFailure> {
-    let mut fields = 0u32;
+) -> Result<(Option<Vec<u8>>, FieldCounts), BodyFailure> {
+    use crate::access_control::{Otherwise, REDACTED_VALUE};
+    let mut counts = FieldCounts::default();
     let mut scratch = Scratch::default();
     let mut digests = DigestMemo::default();
+    let mut discard = Vec::new();
     let flow = rules.direction.flow();
     let result = match rules.action {
         FieldAction::Encrypt => {
@@ -231,7 +252,7 @@ pub fn rewrite_visited(
                     mode: rule.mode,
                     blind_index: rule.blind_index,
                 };
-                fields = fields.saturating_add(1);
+                counts.processed = counts.processed.saturating_add(1);
                 visit(sel.raw);
                 envelope::seal_into(key, &field, sel.raw, opts, &mut scratch, out)
             })
@@ -240,6 +261,15 @@ pub fn rewrite_visited(
             let Some(rule) = rules.rules.get(sel.rule) else {
                 return Err(EnvelopeError::NotEnvelope);
             };
+            let withheld = match &rule.reveal {
+                Some(r) if !reveal(sel.rule) => Some(r.otherwise),
+                _ => None,
+            };
+            if withheld == Some(Otherwise::Redact) {
+                counts.redacted = counts.redacted.saturating_add(1);
+                out.extend_from_slice(REDACTED_VALUE);
+                return Ok(());
+            }
             // An envelope is a JSON string of base64url characters and dots:
             // no escapes. Anything else in a protected field is refused, so
             // a plain value substituted on the way is caught, not trusted.
@@ -257,7 +287,15 @@ pub fn rewrite_visited(
                 digest: &digest,
                 bound: sel.bound,
             };
-            fields = fields.saturating_add(1);
+            if withheld == Some(Otherwise::Keep) {
+                // Checked like a revealed field, then passed sealed.
+                discard.clear();
+                envelope::open_into(keyring, &field, text, &mut scratch, &mut discard)?;
+                counts.kept = counts.kept.saturating_add(1);
+                out.extend_from_slice(sel.raw);
+                return Ok(());
+            }
+            counts.processed = counts.processed.saturating_add(1);
             let start = out.len();
             envelope::open_into(keyring, &field, text, &mut scratch, out)?;
             if let Some(plain) = out.get(start..) {
@@ -266,7 +304,9 @@ pub fn rewrite_visited(
             Ok(())
         }),
     };
-    result.map(|body| (body, fields)).map_err(|e| match e {
+    // Plaintext of kept fields, opened only to check them.
+    zeroize::Zeroize::zeroize(&mut discard);
+    result.map(|body| (body, counts)).map_err(|e| match e {
         SpliceError::Json(_) => BodyFailure::Malformed,
         SpliceError::AmbiguousMember { .. } => BodyFailure::AmbiguousMember,
         SpliceError::MissingContextField { .. } => BodyFailure::MissingContextField,

@@ -12,6 +12,9 @@ pub enum Value {
     Bool(bool),
     /// Addresses, names, TLS versions: raw UTF-8.
     Str(String),
+    /// A list (a JWT claim array in dynamic metadata): Envoy hands a CEL
+    /// list over as a proxy-wasm pairs map, elements as keys, values empty.
+    List(Vec<String>),
     /// Anything already encoded (e.g. serialized protobuf).
     #[serde(skip)]
     Bytes(Vec<u8>),
@@ -23,6 +26,18 @@ impl Value {
             Value::Int(i) => i.to_le_bytes().to_vec(),
             Value::Bool(b) => vec![u8::from(*b)],
             Value::Str(s) => s.as_bytes().to_vec(),
+            Value::List(items) => {
+                let mut out = (items.len() as u32).to_le_bytes().to_vec();
+                for i in items {
+                    out.extend_from_slice(&(i.len() as u32).to_le_bytes());
+                    out.extend_from_slice(&0u32.to_le_bytes());
+                }
+                for i in items {
+                    out.extend_from_slice(i.as_bytes());
+                    out.extend_from_slice(&[0, 0]);
+                }
+                out
+            }
             Value::Bytes(b) => b.clone(),
         }
     }
@@ -74,8 +89,17 @@ impl Properties {
         self
     }
 
+    /// The value at `path`; a path whose segments contain dots (dynamic
+    /// metadata of `envoy.filters.http.jwt_authn`) is also found under its
+    /// dotted name, as scenario files write it.
     pub fn get(&self, path: &[String]) -> Option<&Value> {
-        self.map.get(path)
+        self.map.get(path).or_else(|| {
+            let dotted = path.join(".");
+            self.map
+                .iter()
+                .find(|(k, _)| k.join(".") == dotted)
+                .map(|(_, v)| v)
+        })
     }
 
     pub fn remove(&mut self, dotted: &str) {

@@ -27,6 +27,12 @@ pub struct Scenario {
     #[serde(default)]
     pub startup: StartupExpect,
     pub streams: Vec<StreamSpec>,
+    /// Why this scenario cannot run against Envoy (it drives the virtual
+    /// clock, picks workers, or injects verified identities): the end-to-end
+    /// suite runs it in the harness only, and a test of its own covers the
+    /// same behaviour in Envoy.
+    #[serde(default)]
+    pub harness_only: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -60,6 +66,10 @@ pub struct PluginSpec {
     /// for dpp_guard, false for another module.
     #[serde(default)]
     pub upstream_filter: Option<bool>,
+    /// Harness only: how many workers (listener-filter VMs on one node,
+    /// sharing shared data as Envoy's worker threads do). Default 1.
+    #[serde(default)]
+    pub workers: Option<usize>,
 }
 
 /// How a scenario's module is set up in Envoy, resolved from the scenario
@@ -207,6 +217,14 @@ pub struct StreamSpec {
     pub upstream: Option<ResponseSpec>,
     #[serde(default)]
     pub expect: Expect,
+    /// Harness only: the worker (0-based, below `plugin.workers`) whose VM
+    /// handles this stream. Default 0.
+    #[serde(default)]
+    pub worker: Option<usize>,
+    /// Harness only: advance every VM's virtual clock by this many seconds
+    /// before the stream (on_tick fires as it would).
+    #[serde(default)]
+    pub advance_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -372,6 +390,8 @@ fn envoy_like_config(s: &Scenario, setup: &Setup, root_id: &str) -> VmConfig {
 /// front of one service reached over TLS.
 struct Chain {
     down: Vm,
+    /// The other workers' listener VMs (`plugin.workers` > 1).
+    others: Vec<Vm>,
     up: Option<Vm>,
     /// Envoy's connection pool: the first request opens the connection,
     /// later ones reuse it.
@@ -406,15 +426,54 @@ pub fn run(plugin: &Plugin, s: &Scenario) -> Result<Observed, crate::Error> {
         startup_logs,
         streams: Vec::new(),
     };
+    let mut others = Vec::new();
+    for _ in 1..s.plugin.workers.unwrap_or(1).max(1) {
+        others.push(Vm::start(
+            plugin,
+            &node,
+            envoy_like_config(s, &setup_of(&obs), &setup_of(&obs).root_id),
+        )?);
+    }
     let mut chain = Chain {
         down,
+        others,
         up,
         pooled: false,
     };
     for step in &s.streams {
-        obs.streams.push(run_stream(&mut chain, s, step)?);
+        if let Some(secs) = step.advance_seconds {
+            let by = std::time::Duration::from_secs(secs);
+            chain.down.advance(by)?;
+            for vm in &mut chain.others {
+                vm.advance(by)?;
+            }
+            if let Some(up) = &mut chain.up {
+                up.advance(by)?;
+            }
+        }
+        // Another worker's VM takes the stream: swapped in for it.
+        let worker = step.worker.unwrap_or(0);
+        if worker > chain.others.len() {
+            return Err(crate::Error::Scenario(format!(
+                "stream {:?}: worker {worker} but plugin.workers is {}",
+                step.name,
+                chain.others.len() + 1
+            )));
+        }
+        if worker > 0 {
+            std::mem::swap(&mut chain.down, &mut chain.others[worker - 1]);
+        }
+        let result = run_stream(&mut chain, s, step);
+        if worker > 0 {
+            std::mem::swap(&mut chain.down, &mut chain.others[worker - 1]);
+        }
+        obs.streams.push(result?);
     }
     Ok(obs)
+}
+
+fn setup_of(obs: &Observed) -> Setup {
+    obs.setup.clone().unwrap_or_default()
 }
 
 fn refs(h: &[(String, String)]) -> Vec<(&str, &str)> {

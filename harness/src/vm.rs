@@ -112,6 +112,9 @@ pub enum Error {
     Instantiate(String),
     /// The file is not a loadable proxy-wasm module.
     Load(String),
+    /// A scenario asks for something the run cannot do (a worker that
+    /// does not exist).
+    Scenario(String),
 }
 
 impl fmt::Display for Error {
@@ -124,6 +127,7 @@ impl fmt::Display for Error {
             } => write!(f, "wasm trap in {callback}: {message}\n{backtrace}"),
             Error::VmFailed => write!(f, "the VM failed earlier (trap); Envoy stops calling it"),
             Error::UnknownStream(id) => write!(f, "no stream with id {id}"),
+            Error::Scenario(m) => write!(f, "scenario: {m}"),
             Error::Instantiate(m) => write!(f, "cannot instantiate the module: {m}"),
             Error::Load(m) => write!(f, "cannot load the module: {m}"),
         }

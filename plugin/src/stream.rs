@@ -86,11 +86,7 @@ fn apply_changes(fx: &Effects, at: Target) -> Result<(), HostFault> {
         host::set_buffer_bytes(at.body, 0, body.len, &body.bytes)?;
     }
     if let Some(reply) = &fx.reply {
-        let retry_after = reply.retry_after.map(|s| s.to_string());
-        match &retry_after {
-            Some(s) => send_local_reply(reply, &[("retry-after", s)])?,
-            None => send_local_reply(reply, &[])?,
-        }
+        send_local_reply(reply, &[])?;
     }
     Ok(())
 }
@@ -99,6 +95,7 @@ fn apply_changes(fx: &Effects, at: Target) -> Result<(), HostFault> {
 /// ones every reply carries.
 pub fn send_local_reply(reply: &LocalReply, extra: &[(&str, &str)]) -> Result<(), HostFault> {
     let mut headers = reply.headers().to_vec();
+    headers.extend(reply.extra_headers.iter().map(|(n, v)| (*n, v.as_str())));
     headers.extend_from_slice(extra);
     host::send_local_response(reply.status, &headers, reply.body.as_bytes())
 }

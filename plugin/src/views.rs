@@ -68,6 +68,10 @@ impl PropertySource for HostProperties {
     fn unix_time_nanos(&mut self) -> u64 {
         host::now_unix_nanos().unwrap_or(0)
     }
+
+    fn get_path(&mut self, path: &[&str]) -> Result<Option<Vec<u8>>, HostFault> {
+        host::property(path)
+    }
 }
 
 /// The proxy's shared data: one store for every worker's VM.

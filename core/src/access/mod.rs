@@ -25,7 +25,12 @@ pub use time::rfc3339_utc;
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Actions {
     pub fields_encrypted: u32,
+    /// Fields opened for the caller (decrypt rules; with `reveal_to`, the
+    /// caller holds a listed role).
     pub fields_decrypted: u32,
+    /// Fields a decrypt rule's `reveal_to` kept sealed for this caller.
+    pub fields_kept: u32,
+    /// Fields a decrypt rule's `reveal_to` redacted for this caller.
     pub fields_redacted: u32,
     /// Codes of local replies the filter sent instead of forwarding
     /// (`route_disabled`, ...), in order.

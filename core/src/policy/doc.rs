@@ -22,6 +22,12 @@ pub struct PolicyDoc {
     pub mode: Option<super::monitoring::Mode>,
     /// Canaries and unauthorized bursts; compiled in `monitoring.rs`.
     pub monitoring: Option<super::monitoring::MonitoringDoc>,
+    /// Where principals come from; compiled in `crate::access_control`.
+    pub principals: Option<crate::access_control::PrincipalsDoc>,
+    /// Which address is the client's (allowlists, lockout without a principal).
+    pub client_address: Option<crate::access_control::ClientAddressDoc>,
+    /// Lockout after repeated refusals and authentication failures.
+    pub lockout: Option<crate::access_control::LockoutDoc>,
 }
 
 #[derive(Deserialize)]
@@ -70,6 +76,10 @@ pub struct DecryptRuleDoc {
     #[serde(default)]
     pub context_fields: Vec<String>,
     pub granularity: Option<String>,
+    /// Roles that see plaintext (need-to-know); others get `otherwise`.
+    pub reveal_to: Option<Vec<String>>,
+    /// `keep` (the envelope, the default) or `redact`.
+    pub otherwise: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -99,6 +109,8 @@ pub struct RouteDoc {
     pub mode: Option<super::monitoring::Mode>,
     /// Per-client rate and volume limits; compiled in `monitoring.rs`.
     pub limits: Option<super::monitoring::LimitsDoc>,
+    /// Principals, roles, address allowlist and lockout for this route.
+    pub access: Option<crate::access_control::RouteAccessDoc>,
 }
 
 #[derive(Debug, Default, Deserialize)]

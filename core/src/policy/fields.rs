@@ -153,6 +153,9 @@ pub struct FieldRule {
     pub mode: Mode,
     pub context: Vec<u8>,
     pub blind_index: bool,
+    /// Decrypt rules: who sees plaintext (`reveal_to`); `None`: everyone
+    /// the route admits.
+    pub reveal: Option<crate::access_control::Reveal>,
 }
 
 /// Everything done to one body of a route.
@@ -423,6 +426,7 @@ pub(super) fn compile_rules(
                 mode,
                 context: r.context.unwrap_or_default().into_bytes(),
                 blind_index: r.blind_index,
+                reveal: None,
             },
             at,
             preset: r.preset,
@@ -435,6 +439,7 @@ pub(super) fn compile_rules(
         let at = format!("{at}.decrypt[{i}]");
         let direction = Direction::parse(&r.direction, &format!("{at}.direction"))?;
         let granularity = granularity(r.granularity.as_deref(), r.preset.is_some(), &at)?;
+        let reveal = crate::access_control::Reveal::compile(r.reveal_to, r.otherwise, &at)?;
         staged.push(Staged {
             direction,
             action: FieldAction::Decrypt,
@@ -442,6 +447,7 @@ pub(super) fn compile_rules(
                 mode: Mode::Random,
                 context: r.context.unwrap_or_default().into_bytes(),
                 blind_index: false,
+                reveal,
             },
             at,
             preset: r.preset,

@@ -84,6 +84,8 @@ pub struct Policy {
     pub mode: Mode,
     /// Canaries and unauthorized bursts.
     pub monitoring: Monitoring,
+    /// Principals, client address and lockout (`crate::access_control`).
+    pub access: crate::access_control::AccessPolicy,
     /// SHA-256 (hex) of the policy document as delivered: the identity of
     /// this configuration in `policy_loaded` events.
     pub sha256: String,
@@ -103,6 +105,11 @@ impl Policy {
             ));
         }
         let mode = doc.mode.unwrap_or_default();
+        let access = crate::access_control::AccessPolicy::compile(
+            doc.principals,
+            doc.client_address,
+            doc.lockout,
+        )?;
         let mut routes = Vec::with_capacity(doc.routes.len());
         let mut names = std::collections::BTreeSet::new();
         for (i, r) in doc.routes.into_iter().enumerate() {
@@ -113,7 +120,7 @@ impl Policy {
                     format!("duplicate route name {:?}", r.name),
                 ));
             }
-            let mut route = Route::compile(r, &at)?;
+            let mut route = Route::compile(r, &at, &access)?;
             route.index = i;
             route.mode = route.mode_override.unwrap_or(mode);
             routes.push(route);
@@ -140,6 +147,7 @@ impl Policy {
             requests,
             mode,
             monitoring,
+            access,
             sha256: sha256_hex(bytes),
         })
     }

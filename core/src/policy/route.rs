@@ -32,6 +32,8 @@ pub struct Route {
     pub mode_override: Option<super::Mode>,
     /// Per-client rate and volume limits.
     pub limits: super::Limits,
+    /// Access checks (`access`); `None`: none.
+    pub access: Option<crate::access_control::RouteAccess>,
 }
 
 /// All conditions must hold; an absent condition matches everything.
@@ -77,7 +79,11 @@ pub enum PathMatch {
 pub struct MethodSet(Vec<String>);
 
 impl Route {
-    pub(super) fn compile(doc: RouteDoc, at: &str) -> Result<Route, PolicyError> {
+    pub(super) fn compile(
+        doc: RouteDoc,
+        at: &str,
+        top: &crate::access_control::AccessPolicy,
+    ) -> Result<Route, PolicyError> {
         if doc.name.trim().is_empty() {
             return Err(PolicyError::new(format!("{at}.name"), "must not be empty"));
         }
@@ -90,7 +96,30 @@ impl Route {
                 "only applies to routes with `encrypt` or `decrypt` rules",
             ));
         }
+        let access = doc
+            .access
+            .map(|a| {
+                crate::access_control::RouteAccess::compile(
+                    a,
+                    at,
+                    top.principals.is_some(),
+                    top.lockout.is_some(),
+                )
+            })
+            .transpose()?;
+        let reveals = [&request_fields, &response_fields]
+            .into_iter()
+            .flatten()
+            .flat_map(|f| f.rules.iter())
+            .any(|r| r.reveal.is_some());
+        if reveals && top.principals.is_none() {
+            return Err(PolicyError::new(
+                format!("{at}.decrypt"),
+                "`reveal_to` needs a top-level `principals` section (where roles come from)",
+            ));
+        }
         Ok(Route {
+            access,
             name: doc.name,
             index: 0,
             matcher,

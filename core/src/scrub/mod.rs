@@ -49,6 +49,11 @@ impl Scrubber {
         Scrubber { pseudonyms, keys }
     }
 
+    /// The keyed pseudonymizer, when the log key is loaded.
+    pub fn pseudonymizer(&self) -> Option<&Pseudonymizer> {
+        self.pseudonyms.as_ref()
+    }
+
     pub fn keys(&self) -> &PiiKeys {
         &self.keys
     }

@@ -22,8 +22,8 @@ pub enum Flow {
 pub enum HeaderEdit {
     /// Replace every value of the header with this one.
     Set(&'static str, Cow<'static, str>),
-    /// Remove the header.
-    Remove(&'static str),
+    /// Remove the header (a name the policy chose is owned).
+    Remove(Cow<'static, str>),
 }
 
 /// The rewritten body that replaces the first `len` buffered bytes (the
@@ -77,8 +77,8 @@ impl Effects {
         self.header_edits.push(HeaderEdit::Set(name, value.into()));
     }
 
-    pub(super) fn remove(&mut self, name: &'static str) {
-        self.header_edits.push(HeaderEdit::Remove(name));
+    pub(super) fn remove(&mut self, name: impl Into<Cow<'static, str>>) {
+        self.header_edits.push(HeaderEdit::Remove(name.into()));
     }
 
     /// True when the host has nothing to do but return `flow`.

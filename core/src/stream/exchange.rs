@@ -17,6 +17,9 @@ use super::facts::{BodyView, HeaderView, HostFault, Property, PropertyCache, Pro
 use super::shared::{self, SharedStore};
 use super::Guard;
 
+mod access;
+pub use access::{Subject, SubjectKind};
+
 /// Where the exchange is in the stream's life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -72,11 +75,14 @@ pub struct Exchange {
     /// Request facts for the access record; `Some` when this stream gets one.
     record: Option<Box<RequestLogFacts>>,
     /// Who made the request, as a pseudonym (monitoring counters and
-    /// events); computed on first need.
+    /// events): the access checks' subject, else the client address;
+    /// computed on first need.
     subject: Option<String>,
     /// Canaries already reported for this stream (one event per canary
     /// per stream, wherever it showed up).
     canaries_seen: Vec<usize>,
+    /// Principal, roles and subject, once the access checks ran.
+    caller: access::Caller,
 }
 
 impl Exchange {
@@ -96,6 +102,7 @@ impl Exchange {
             record: None,
             subject: None,
             canaries_seen: Vec::new(),
+            caller: access::Caller::default(),
         }
     }
 
@@ -155,13 +162,13 @@ impl Exchange {
         self.on_trailers(Direction::Request, body)
     }
 
-    /// Response headers: the route's header edits and whether the response
-    /// body is held.
+    /// Response headers: the route's header edits, whether the response
+    /// body is held, and the service's 401/403 for lockouts.
     pub fn on_response_headers(
         &mut self,
         headers: &mut impl HeaderView,
-        _props: &mut impl PropertySource,
-        _shared: &mut impl SharedStore,
+        props: &mut impl PropertySource,
+        shared: &mut impl SharedStore,
         end_of_stream: bool,
     ) -> Effects {
         self.phase = Phase::ResponseHeaders;
@@ -170,7 +177,7 @@ impl Exchange {
             return Effects::proceed();
         }
         let mut fx = Effects::default();
-        if let Err(fault) = self.response_headers(headers, end_of_stream, &mut fx) {
+        if let Err(fault) = self.response_headers(headers, props, shared, end_of_stream, &mut fx) {
             self.fail(fault, &mut fx);
         }
         fx
@@ -262,6 +269,7 @@ impl Exchange {
             // from the client would make them buffer any request.
             fx.remove(HOLD_HEADER);
         }
+        self.strip_untrusted_header(headers, props, fx)?;
         let path = headers.get(":path")?.unwrap_or_default();
         let host = read_if(reads.host, headers, ":authority")?;
         let mut method = read_if(reads.method, headers, ":method")?;
@@ -343,6 +351,14 @@ impl Exchange {
                 }
             }
         }
+        // Limits count by principal when the policy names where principals
+        // come from: resolve it for them too.
+        let counts_by_principal = !route.limits.is_empty() && policy.access.principals.is_some();
+        if (route.access.is_some() || reveals_fields(route) || counts_by_principal)
+            && self.check_access(route, headers, props, shared, fx)?
+        {
+            return Ok(());
+        }
         if !route.limits.is_empty() && self.limit_requests(fx, props, shared, route)? {
             return Ok(());
         }
@@ -399,6 +415,8 @@ impl Exchange {
     fn response_headers(
         &mut self,
         headers: &mut impl HeaderView,
+        props: &mut impl PropertySource,
+        shared: &mut impl SharedStore,
         end_of_stream: bool,
         fx: &mut Effects,
     ) -> Result<(), HostFault> {
@@ -411,6 +429,13 @@ impl Exchange {
         let Some(route) = self.route.and_then(|i| guard.policy().routes.get(i)) else {
             return Ok(());
         };
+        if route.access.as_ref().is_some_and(|a| a.lockout) {
+            // The service refused this caller: an authentication failure
+            // for the lockout count, like our own 401/403.
+            if let Some("401" | "403") = headers.get(":status")?.as_deref() {
+                self.count_failure(shared, props, fx);
+            }
+        }
         for (name, value) in route.response_header_edits().set {
             fx.set(name, value);
         }
@@ -505,15 +530,27 @@ impl Exchange {
         let (Some(rules), Some(keyring)) = (route.fields(dir), self.guard.keyring()) else {
             return self.refuse_body(fx, route, dir, BodyFailure::Seal);
         };
+        let reveal: Vec<bool> = {
+            let admits = self.reveals();
+            rules
+                .rules
+                .iter()
+                .map(|r| r.reveal.as_ref().is_none_or(&admits))
+                .collect()
+        };
         let mut hits = Vec::new();
-        let result = match self.guard.canaries() {
-            Some(canaries) => protect::rewrite_visited(rules, keyring, &bytes, &mut |raw| {
-                if let Some(i) = canaries.in_json_value(raw) {
+        let canaries = self.guard.canaries();
+        let result = protect::rewrite_for(
+            rules,
+            keyring,
+            &bytes,
+            |rule| reveal.get(rule).copied().unwrap_or(false),
+            &mut |raw| {
+                if let Some(i) = canaries.and_then(|c| c.in_json_value(raw)) {
                     monitor::push_once(&mut hits, i);
                 }
-            }),
-            None => protect::rewrite_counted(rules, keyring, &bytes),
-        };
+            },
+        );
         if self.canaries_found(fx, dir, &hits) {
             return;
         }
@@ -523,7 +560,10 @@ impl Exchange {
                     FieldAction::Encrypt => &mut self.actions.fields_encrypted,
                     FieldAction::Decrypt => &mut self.actions.fields_decrypted,
                 };
-                *count = count.saturating_add(fields);
+                *count = count.saturating_add(fields.processed);
+                let a = &mut self.actions;
+                a.fields_kept = a.fields_kept.saturating_add(fields.kept);
+                a.fields_redacted = a.fields_redacted.saturating_add(fields.redacted);
                 if let Some(new) = new {
                     fx.body = Some(BodyReplacement {
                         len: body_size,
@@ -732,13 +772,19 @@ impl Exchange {
     /// Who made the request, as a pseudonym: the key of the per-client
     /// counters and the `subject` of monitoring events.
     ///
-    /// SEAM (issue 13, access control): when the access branch is merged,
-    /// the principal's pseudonym comes first here (`self.subject()` of the
-    /// access helper); until then every client is its address
-    /// (`source.address`, port dropped, pseudonymised with the log key).
+    /// The access checks' subject comes first (the principal, or the
+    /// client address as `client_address` defines it); without one, the
+    /// socket peer (`source.address`, port dropped, pseudonymised with the
+    /// log key).
     fn who(&mut self, props: &mut impl PropertySource) -> Result<String, HostFault> {
         if let Some(who) = &self.subject {
             return Ok(who.clone());
+        }
+        if let Some(subject) = self.caller.subject.as_ref().filter(|s| s.keyed) {
+            // The access checks resolved the principal (or the client
+            // address they allowlist by): count by the same subject.
+            self.subject = Some(subject.pseudonym.clone());
+            return Ok(subject.pseudonym.clone());
         }
         let who = match self.props.string(props, Property::SourceAddress)? {
             Some(addr) => self.guard.scrubber().client_address(addr),
@@ -1053,6 +1099,14 @@ fn after_refusal(dir: Direction) -> Effects {
         Direction::Request => Effects::pause(),
         Direction::Response => Effects::proceed(),
     }
+}
+
+/// A decrypt rule of the route has `reveal_to`: the caller's roles matter.
+fn reveals_fields(route: &Route) -> bool {
+    [Direction::Request, Direction::Response]
+        .into_iter()
+        .filter_map(|d| route.fields(d))
+        .any(|f| f.rules.iter().any(|r| r.reveal.is_some()))
 }
 
 /// Request header edits the route decision made (a normalised `:path`).

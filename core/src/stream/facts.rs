@@ -67,6 +67,11 @@ pub trait PropertySource {
 
     /// Wall-clock time, nanoseconds since the Unix epoch (0 if unknown).
     fn unix_time_nanos(&mut self) -> u64;
+
+    /// The raw value of an attribute path the policy names (a JWT claim in
+    /// dynamic metadata: `metadata.filter_metadata.<filter>.<key>.<claim>`);
+    /// not cached, read at most once per stream by the exchange.
+    fn get_path(&mut self, path: &[&str]) -> Result<Option<Vec<u8>>, HostFault>;
 }
 
 macro_rules! properties {
@@ -100,6 +105,10 @@ properties! {
     DownstreamMtls = ["connection", "mtls"];
     /// Subject of the client's certificate.
     PeerSubject = ["connection", "subject_peer_certificate"];
+    /// First URI SAN of the client's certificate (a SPIFFE id).
+    PeerUriSan = ["connection", "uri_san_peer_certificate"];
+    /// First DNS SAN of the client's certificate.
+    PeerDnsSan = ["connection", "dns_san_peer_certificate"];
     /// The client's `ip:port`.
     SourceAddress = ["source", "address"];
     /// Present once an upstream connection exists.

@@ -6,10 +6,10 @@
 //!
 //! | phase | method | reads |
 //! |---|---|---|
-//! | request headers | [`Exchange::on_request_headers`] | request headers, `xds.route_name` if a route matches on it, `connection.tls_version` on protected routes |
+//! | request headers | [`Exchange::on_request_headers`] | request headers, `xds.route_name` if a route matches on it, `connection.tls_version` on protected routes; on routes with `access` or `reveal_to`: the principal's facts (certificate SAN/subject, JWT claims in dynamic metadata, the trusted header), the client address, lockout deadlines in shared data |
 //! | request body chunk | [`Exchange::on_request_body`] | the buffered body, once complete, on routes with request field rules |
 //! | request trailers | [`Exchange::on_request_trailers`] | as above |
-//! | response headers | [`Exchange::on_response_headers`] | the hold marker; the body headers on routes with response field rules |
+//! | response headers | [`Exchange::on_response_headers`] | the hold marker; the body headers on routes with response field rules; `:status` on routes with `access.lockout` (the service's 401/403 count) |
 //! | response body chunk / trailers | [`Exchange::on_response_body`], [`Exchange::on_response_trailers`] | as for requests |
 //! | log | [`Exchange::on_log`] | upstream facts for the plaintext watch; the access record's facts |
 //!
@@ -30,7 +30,7 @@ mod guard;
 pub mod shared;
 
 pub use effects::{BodyReplacement, Effects, Flow, HeaderEdit};
-pub use exchange::{host_fault_reply, Exchange, Phase};
+pub use exchange::{host_fault_reply, Exchange, Phase, Subject, SubjectKind};
 pub use facts::{BodyView, HeaderView, HostFault, Property, PropertySource};
 pub use guard::{Guard, MatchReads, UNPROTECTED_WATCH_PERIOD};
 pub use shared::SharedStore;

@@ -1,6 +1,8 @@
 //! The exchange driven phase by phase with plain values: every refusal path,
 //! every body outcome, and what each phase reads.
 
+mod access;
+
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -69,7 +71,9 @@ struct Props {
     values: BTreeMap<&'static [&'static str], Vec<u8>>,
     reads: BTreeMap<&'static [&'static str], u32>,
     fault: Option<(Property, HostFault)>,
-    /// The host clock; a fixed instant unless a test moves it.
+    /// Values of attribute paths the policy names (JWT claims), by dotted path.
+    paths: BTreeMap<String, Vec<u8>>,
+    /// The host clock, when a test moves it.
     now: Option<u64>,
 }
 
@@ -116,6 +120,10 @@ impl PropertySource for Props {
 
     fn unix_time_nanos(&mut self) -> u64 {
         self.now.unwrap_or(1_767_225_600_000_000_000)
+    }
+
+    fn get_path(&mut self, path: &[&str]) -> Result<Option<Vec<u8>>, HostFault> {
+        Ok(self.paths.get(&path.join(".")).cloned())
     }
 }
 
@@ -331,7 +339,7 @@ fn the_hold_marker_is_removed_from_requests_and_responses_and_set_only_by_the_gu
         false,
     );
     let pos = |want: &HeaderEdit| fx.header_edits.iter().position(|e| e == want);
-    let removed = pos(&HeaderEdit::Remove(HOLD_HEADER)).unwrap();
+    let removed = pos(&HeaderEdit::Remove(HOLD_HEADER.into())).unwrap();
     let set = pos(&HeaderEdit::Set(HOLD_HEADER, "1".into())).unwrap();
     assert!(removed < set, "{:?}", fx.header_edits);
 

@@ -171,7 +171,7 @@ impl Headers<'_> {
                     self.pairs.retain(|(k, _)| k != name);
                     self.pairs.push((name.to_string(), value.to_string()));
                 }
-                HeaderEdit::Remove(name) => self.pairs.retain(|(k, _)| k != name),
+                HeaderEdit::Remove(name) => self.pairs.retain(|(k, _)| k.as_str() != name.as_ref()),
             }
         }
     }
@@ -217,6 +217,11 @@ impl PropertySource for Props<'_> {
 
     fn unix_time_nanos(&mut self) -> u64 {
         1_795_910_400_000_000_000
+    }
+
+    fn get_path(&mut self, _path: &[&str]) -> Result<Option<Vec<u8>>, HostFault> {
+        self.host.read()?;
+        Ok(None)
     }
 }
 

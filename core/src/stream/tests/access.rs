@@ -633,3 +633,140 @@ fn generic_principals_see_no_guarded_field() {
     let fx = x.on_response_body(sealed.len(), true, &mut Body::of(&sealed));
     assert_eq!(replaced(&fx)["phone"], "[redacted]");
 }
+
+// ---- with the monitoring controls (report mode, limits) ---------------------
+
+/// The access refusals, each with the event it raises.
+fn access_bad_requests() -> Vec<(&'static str, fn() -> Props, EventKind)> {
+    vec![
+        ("/buyers/1", Props::default, EventKind::PrincipalRequired),
+        (
+            "/buyers/1",
+            || jwt(Props::default(), "Admin", &["support"]),
+            EventKind::GenericIdentityRefused,
+        ),
+        (
+            "/buyers/1",
+            || jwt(Props::default(), "erin", &["viewer"]),
+            EventKind::AccessDenied,
+        ),
+        (
+            "/internal/1",
+            || Props::default().with(Property::SourceAddress, "192.0.2.7:4000"),
+            EventKind::ClientAddressRefused,
+        ),
+    ]
+}
+
+#[test]
+fn access_refusals_in_report_mode_pass_with_the_same_events_flagged() {
+    let enforce = keyed_guard(policy());
+    let mut report_policy = policy();
+    report_policy["mode"] = json!("report");
+    let report = keyed_guard(report_policy);
+    for (path, props, kind) in access_bad_requests() {
+        let (xe, fe) = call(
+            &enforce,
+            path,
+            &[],
+            &mut props(),
+            &mut MemoryStore::default(),
+        );
+        let (xr, fr) = call(
+            &report,
+            path,
+            &[],
+            &mut props(),
+            &mut MemoryStore::default(),
+        );
+        assert_eq!(event_kinds(&fe), [kind], "enforce {path}");
+        assert!(xe.refused() && fe.reply.is_some());
+        assert!(
+            event_kinds(&fr).starts_with(&[kind]),
+            "report {path}: {:?}",
+            event_kinds(&fr)
+        );
+        assert!(fr.events.iter().all(|e| e.report_only), "{path}");
+        assert!(
+            !xr.refused() && fr.reply.is_none(),
+            "{path} passes in report mode"
+        );
+        assert_eq!(fr.flow, Flow::Continue, "{path}");
+    }
+}
+
+#[test]
+fn a_would_be_lockout_is_reported_and_the_caller_still_passes() {
+    let mut p = policy();
+    p["mode"] = json!("report");
+    let g = keyed_guard(p);
+    let mut store = MemoryStore::default();
+    let wrong = |now| at(jwt(Props::default(), "erin", &["viewer"]), now);
+    let mut kinds = Vec::new();
+    for i in 0..5u64 {
+        let (x, fx) = call(&g, "/buyers/1", &[], &mut wrong(T0 + i * SEC), &mut store);
+        assert!(!x.refused() && fx.reply.is_none(), "attempt {i} passes");
+        assert!(fx
+            .events
+            .iter()
+            .all(|e| e.report_only || e.event == EventKind::LockoutStarted));
+        kinds.extend(event_kinds(&fx));
+    }
+    // Three denials start the (reported) lockout; the two after it report
+    // the lockout that would have refused them.
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == EventKind::LockoutStarted)
+            .count(),
+        1
+    );
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == EventKind::PrincipalLockedOut)
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn rate_limits_count_by_principal_not_by_address() {
+    let mut p = policy();
+    p["routes"][3]["limits"] =
+        json!({"requests": {"max": 2, "window_seconds": 60, "throttle": true}});
+    let g = keyed_guard(p);
+    let mut store = MemoryStore::default();
+    // One principal from three addresses: one count.
+    let mut statuses = Vec::new();
+    for (i, addr) in ["10.0.0.1:1", "10.0.0.2:1", "10.0.0.3:1"]
+        .iter()
+        .enumerate()
+    {
+        let props = jwt(
+            Props::default().with(Property::SourceAddress, addr),
+            "dana",
+            &["support"],
+        );
+        let (_, fx) = call(
+            &g,
+            "/open/1",
+            &[],
+            &mut at(props, T0 + i as u64 * SEC),
+            &mut store,
+        );
+        statuses.push(fx.reply.as_ref().map(|r| r.status));
+        if let Some(e) = fx.events.iter().find(|e| e.event == EventKind::RateAnomaly) {
+            assert_eq!(e.subject.as_deref(), Some(pseudonym("dana").as_str()));
+        }
+    }
+    assert_eq!(statuses, [None, None, Some(429)]);
+    // Another principal from the same address has its own count.
+    let props = jwt(
+        Props::default().with(Property::SourceAddress, "10.0.0.3:1"),
+        "carol",
+        &["support"],
+    );
+    let (_, fx) = call(&g, "/open/1", &[], &mut at(props, T0 + 4 * SEC), &mut store);
+    assert!(fx.reply.is_none(), "{fx:?}");
+}

@@ -636,8 +636,11 @@ fn generic_principals_see_no_guarded_field() {
 
 // ---- with the monitoring controls (report mode, limits) ---------------------
 
+/// A request path, how to build its properties, and the event it raises.
+type BadRequest = (&'static str, fn() -> Props, EventKind);
+
 /// The access refusals, each with the event it raises.
-fn access_bad_requests() -> Vec<(&'static str, fn() -> Props, EventKind)> {
+fn access_bad_requests() -> Vec<BadRequest> {
     vec![
         ("/buyers/1", Props::default, EventKind::PrincipalRequired),
         (

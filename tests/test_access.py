@@ -115,8 +115,8 @@ def issuer(tmp_path_factory) -> Issuer:
 
 @pytest.fixture
 def stack_factory(guard_stack, issuer, pki):
-    def make(concurrency: int = 1, responder=None):
-        return guard_stack(policy=POLICY, env={"DPP_GUARD_LOG_KEY": LOG_KEY}, concurrency=concurrency,
+    def make(concurrency: int = 1, responder=None, policy=None):
+        return guard_stack(policy=policy or POLICY, env={"DPP_GUARD_LOG_KEY": LOG_KEY}, concurrency=concurrency,
                            responder=responder,
                            edit_bootstrap=lambda d: add_jwt_and_client_certs(d, issuer.jwks, pki.ca_cert))
     return make
@@ -199,6 +199,30 @@ def test_refusals_have_their_status_and_event_and_reach_nothing(stack_factory, i
     logs = stack.envoy.log() + stack.access_log()
     for clear in ("erin-x7q", DEFAULT_SPIFFE):
         assert clear not in logs, f"{clear} logged in clear"
+
+
+def test_report_mode_lets_the_same_refusals_through_flagged(stack_factory, issuer, pki):
+    """The rollout switch (docs/access.md#report-only-rollout): the refusal set
+    above reaches the service, each raising its event with report_only."""
+    stack = stack_factory(policy={**POLICY, "mode": "report"})
+    default_sa = pki.leaf("default-sa", uris=(DEFAULT_SPIFFE,))
+    cases = [
+        ("/buyers/1", dict(), "principal_required"),
+        ("/buyers/1", dict(token=issuer.token("Admin", ["support"])), "generic_identity_refused"),
+        ("/buyers/1", dict(cert=default_sa), "generic_identity_refused"),
+        ("/buyers/1", dict(token=issuer.token("erin-x7q", ["viewer"])), "access_denied"),
+        ("/internal/metrics", dict(token=issuer.token("dana", ["support"])), "client_address_refused"),
+    ]
+    for path, kw, code in cases:
+        before = len(stack.service.requests)
+        got, _, body = call(stack, path, **kw)
+        assert len(stack.service.requests) == before + 1, f"{code}: the service was not reached"
+        assert got == 200, (code, got, body)
+    for code in ("principal_required", "generic_identity_refused", "access_denied",
+                 "client_address_refused"):
+        found = wait_events(stack, code, 1)
+        assert found and all(e.get("report_only") is True for e in found), (code, found)
+    assert "erin-x7q" not in stack.envoy.log() + stack.access_log()
 
 
 def test_principals_from_a_client_certificate_and_a_jwt(stack_factory, issuer, pki):

@@ -111,6 +111,34 @@ def test_a_blocking_canary_is_refused_403_and_reported_once(guard_stack, log_key
     assert counter(stack, "events.canary_accessed") == 1
 
 
+def test_a_blocking_canary_in_a_response_field_is_refused_502(guard_stack, log_key):
+    """A canary the service returns in a field an encrypt rule selects: the
+    check sees the plaintext before sealing; blocking answers 502 and nothing
+    of the body reaches the client. On the field-rule configuration
+    (envoy/dpp-guard-fields.yaml): its hold filters keep the response headers
+    back until the body is decided, so a 502 can still replace them."""
+    email = "canary.buyer@example.com"
+    doc = policy(monitoring={"canaries": [{"digest": digest(email, log_key), "label": "buyer-canary",
+                                           "block": True}]},
+                 keys={"inline": "k1=" + base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("="),
+                       "allow_inline_keys_for_testing_only": True})
+    doc["routes"][0]["encrypt"] = [{"direction": "response", "selectors": ["$.buyer.email"]}]
+
+    def responder(req):
+        who = email if req.path.endswith("/canary") else "jane@example.com"
+        return ScriptedResponse(body=json.dumps({"id": 1, "buyer": {"email": who}}).encode())
+
+    stack = guard_stack(policy=doc, env={"DPP_GUARD_LOG_KEY": log_key}, concurrency=2,
+                        responder=responder, bootstrap=ROOT / "envoy" / "dpp-guard-fields.yaml")
+    ok = stack.request("GET", "/orders/1")
+    assert ok.status == 200 and "jane@example.com" not in ok.body.decode(), "sealed, not blocked"
+    r = stack.request("GET", "/orders/canary")
+    assert r.status == 502 and email not in r.body.decode()
+    raised = wait_for(lambda: events(stack, "canary_accessed"), "the canary event")
+    assert len(raised) == 1 and raised[0]["detail"] == "response: buyer-canary"
+    assert email not in stack.envoy.log() + stack.access_log()
+
+
 def test_a_burst_raises_one_rate_anomaly_per_window_and_throttles_across_workers(guard_stack, log_key):
     doc = policy()
     doc["routes"][0]["limits"] = {"requests": {"max": 5, "window_seconds": DAY, "throttle": True}}

@@ -144,7 +144,7 @@ def assert_refused(r: client.Response, status: int, code: str) -> None:
 
 
 def assert_no_http_bytes(recorder: RawTcpRecorder) -> None:
-    assert recorder.connections >= 1, "Envoy never connected: the test proves nothing"
+    assert recorder.wait_for_connection() >= 1, "Envoy never connected: the test proves nothing"
     assert bytes(recorder.data) == b"", f"request bytes reached the plaintext upstream: {bytes(recorder.data)[:80]!r}"
 
 

@@ -372,7 +372,7 @@ def test_the_upstream_guard_refuses_a_plaintext_upstream_with_zero_bytes(hops):
         r = send(hops, "GET", "/v0/orders", host=PLAIN_HOST)
     assert r.status == 502, r.body
     assert r.json()["error"] == "upstream_not_tls"
-    assert plain.connections >= 1, "Envoy never connected: the test proves nothing"
+    assert plain.wait_for_connection() >= 1, "Envoy never connected: the test proves nothing"
     assert bytes(plain.data) == b"", "request bytes reached the plaintext upstream"
     assert events(hops["a"].envoy, "upstream_plaintext_refused")
     assert hops["a"].counter("wasmcustom.dpp_guard.upstream.refused_new_connection") >= 1

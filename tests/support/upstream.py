@@ -12,6 +12,7 @@ import socket
 import ssl
 import struct
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Optional
@@ -186,6 +187,19 @@ class RawTcpRecorder:
     def start(self) -> "RawTcpRecorder":
         self._thread.start()
         return self
+
+    def wait_for_connection(self, timeout: float = 5.0) -> int:
+        """Connections accepted so far, once there is at least one (or the
+        timeout passed). The accept loop is a thread of its own: a client can
+        see Envoy's refusal before that thread has counted the connection
+        Envoy opened, so a test polls instead of reading the count at once."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.lock:
+                n = self.connections
+            if n >= 1 or time.monotonic() > deadline:
+                return n
+            time.sleep(0.02)
 
     def stop(self) -> None:
         self._stopping.set()

@@ -360,6 +360,12 @@ impl Exchange {
                         lockout.window.as_secs(),
                         lockout.duration.as_secs()
                     ));
+                // In report mode the lockout is counted but not enforced:
+                // its start is reported as what would have happened.
+                let event = match self.mode().is_report() {
+                    true => event.report_only(),
+                    false => event,
+                };
                 self.raise(fx, event);
             }
             Ok(false) => {}

@@ -1,22 +1,21 @@
 //! AEAD_AES_256_GCM_SIV itself (RFC 8452), exported so the JS tests can run
 //! the RFC's known-answer vectors through the cipher as compiled for
-//! wasm32: the same `aes-gcm-siv` crate, version and features the keyring
-//! uses (Cargo unifies them into one build).
+//! wasm32: the keyring's own composition (dpp_core::crypto::gcm_siv).
 
-use aes_gcm_siv::aead::{Aead, KeyInit, Payload};
-use aes_gcm_siv::{Aes256GcmSiv, Nonce};
+use dpp_core::crypto::gcm_siv::Aes256GcmSiv;
 use zeroize::Zeroize;
 
 const KEY_LEN: usize = 32;
 const NONCE_LEN: usize = 12;
 
-fn cipher(key: &mut [u8], nonce: &[u8]) -> Result<Aes256GcmSiv, &'static str> {
-    let result = if key.len() != KEY_LEN {
-        Err("the key must be 32 bytes")
-    } else if nonce.len() != NONCE_LEN {
-        Err("the nonce must be 12 bytes")
-    } else {
-        Aes256GcmSiv::new_from_slice(key).map_err(|_| "the key must be 32 bytes")
+fn cipher(key: &mut [u8], nonce: &[u8]) -> Result<(Aes256GcmSiv, [u8; NONCE_LEN]), &'static str> {
+    let result = match (
+        <&[u8; KEY_LEN]>::try_from(&*key),
+        <[u8; NONCE_LEN]>::try_from(nonce),
+    ) {
+        (Err(_), _) => Err("the key must be 32 bytes"),
+        (_, Err(_)) => Err("the nonce must be 12 bytes"),
+        (Ok(k), Ok(n)) => Ok((Aes256GcmSiv::new(k), n)),
     };
     key.zeroize();
     result
@@ -29,14 +28,9 @@ pub fn encrypt(
     aad: &[u8],
     plaintext: &[u8],
 ) -> Result<Vec<u8>, &'static str> {
-    cipher(key, nonce)?
-        .encrypt(
-            Nonce::from_slice(nonce),
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        )
+    let (cipher, nonce) = cipher(key, nonce)?;
+    cipher
+        .seal(&nonce, aad, plaintext)
         .map_err(|_| "encryption failed")
 }
 
@@ -47,13 +41,9 @@ pub fn decrypt(
     aad: &[u8],
     ciphertext: &[u8],
 ) -> Result<Vec<u8>, &'static str> {
-    cipher(key, nonce)?
-        .decrypt(
-            Nonce::from_slice(nonce),
-            Payload {
-                msg: ciphertext,
-                aad,
-            },
-        )
+    let (cipher, nonce) = cipher(key, nonce)?;
+    cipher
+        .open(&nonce, aad, ciphertext)
+        .map(|p| p.to_vec())
         .map_err(|_| "authentication failed")
 }

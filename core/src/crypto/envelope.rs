@@ -24,8 +24,6 @@
 
 use std::fmt;
 
-use aes_gcm_siv::aead::AeadInPlace;
-use aes_gcm_siv::{Nonce, Tag};
 use base64ct::{Base64UrlUnpadded, Encoding};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -313,10 +311,9 @@ fn seal_inner(
     buf.clear();
     buf.extend_from_slice(&nonce);
     buf.extend_from_slice(plaintext);
-    let (nonce, body) = buf.split_at_mut(NONCE_LEN);
     let tag = key
         .aead
-        .encrypt_in_place_detached(Nonce::from_slice(nonce), &scratch.aad, body)
+        .seal_in_place(&nonce, &scratch.aad, &mut buf[NONCE_LEN..])
         .map_err(|_| EnvelopeError::Seal)?;
     buf.extend_from_slice(&tag);
 
@@ -398,13 +395,14 @@ pub fn open_into(
     aad(&mut scratch.aad, id, field);
     let (nonce, rest) = buf.split_at_mut(NONCE_LEN);
     let (body, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
+    let (Ok(nonce), Ok(tag)) = (
+        <&[u8; NONCE_LEN]>::try_from(&*nonce),
+        <&[u8; TAG_LEN]>::try_from(&*tag),
+    ) else {
+        return Err(EnvelopeError::Malformed);
+    };
     key.aead
-        .decrypt_in_place_detached(
-            Nonce::from_slice(nonce),
-            &scratch.aad,
-            body,
-            Tag::from_slice(tag),
-        )
+        .open_in_place(nonce, &scratch.aad, body, tag)
         .map_err(|_| EnvelopeError::Tampered)?;
     let plaintext: &[u8] = body;
     json::validate(plaintext).map_err(|_| EnvelopeError::BadPlaintext)?;

@@ -14,8 +14,7 @@
 
 use std::fmt;
 
-use aes_gcm_siv::aead::KeyInit;
-use aes_gcm_siv::Aes256GcmSiv;
+use super::gcm_siv::Aes256GcmSiv;
 use base64ct::{Base64UrlUnpadded, Encoding};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -125,7 +124,7 @@ impl Key {
     /// by two algorithms.
     fn expand(id: KeyId, master: &Zeroizing<[u8; KEY_LEN]>) -> Key {
         let enc = subkey(master, Purpose::Aead);
-        let aead = Aes256GcmSiv::new(enc.as_ref().into());
+        let aead = Aes256GcmSiv::new(&enc);
         Key {
             id,
             aead,

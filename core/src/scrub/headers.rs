@@ -97,7 +97,7 @@ impl Scrubber {
 
     fn principal_like(&self, value: &str) -> String {
         match &self.pseudonyms {
-            Some(p) => p.pseudonym(value),
+            Some(p) => self.pseudonym(p, value),
             None => REDACTED.to_string(),
         }
     }

@@ -25,6 +25,9 @@ mod headers;
 pub use headers::HeaderOutcome;
 pub mod keys;
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use crate::logkey::Pseudonymizer;
 pub use detect::{Detection, PiiKind};
 use encoding::{decode_fully, percent_encode};
@@ -41,12 +44,53 @@ pub const REDACTED: &str = "[redacted]";
 pub struct Scrubber {
     pseudonyms: Option<Pseudonymizer>,
     keys: PiiKeys,
+    recent: RefCell<RecentPseudonyms>,
+}
+
+/// Pseudonyms made lately, by normalised value. A record pseudonymizes the
+/// client address and the user agent of every request, and one client sends
+/// many requests: an HMAC-SHA256 each time is most of what a record costs in
+/// the VM (docs/performance.md). The pseudonym is a pure function of the
+/// value under the loaded key, so a cached one is the same token. Bounded:
+/// emptied when full, so memory stays flat whatever the traffic.
+#[derive(Debug, Clone, Default)]
+struct RecentPseudonyms {
+    tokens: HashMap<String, String>,
+}
+
+impl RecentPseudonyms {
+    const CAPACITY: usize = 256;
+    /// Longer values (a whole header) are not worth keeping.
+    const MAX_VALUE_LEN: usize = 256;
 }
 
 impl Scrubber {
     /// `pseudonyms`: `None` turns every detected value into a placeholder.
     pub fn new(pseudonyms: Option<Pseudonymizer>, keys: PiiKeys) -> Self {
-        Scrubber { pseudonyms, keys }
+        Scrubber {
+            pseudonyms,
+            keys,
+            recent: RefCell::default(),
+        }
+    }
+
+    /// The keyed pseudonym of a normalised value, from the recent ones when
+    /// it was made lately.
+    fn pseudonym(&self, p: &Pseudonymizer, normalized: &str) -> String {
+        let Ok(mut recent) = self.recent.try_borrow_mut() else {
+            return p.pseudonym(normalized);
+        };
+        if let Some(token) = recent.tokens.get(normalized) {
+            return token.clone();
+        }
+        let token = p.pseudonym(normalized);
+        if normalized.len() <= RecentPseudonyms::MAX_VALUE_LEN {
+            if recent.tokens.len() >= RecentPseudonyms::CAPACITY {
+                recent.tokens.clear();
+            }
+            recent.tokens.insert(normalized.to_string(), token.clone());
+        }
+        token
     }
 
     /// The keyed pseudonymizer, when the log key is loaded.
@@ -62,7 +106,7 @@ impl Scrubber {
     fn token(&self, kind: Option<PiiKind>, normalized: &str) -> String {
         match (kind, &self.pseudonyms) {
             (Some(PiiKind::Card), _) => PiiKind::Card.placeholder().to_string(),
-            (_, Some(p)) => p.pseudonym(normalized),
+            (_, Some(p)) => self.pseudonym(p, normalized),
             (Some(k), None) => k.placeholder().to_string(),
             (None, None) => REDACTED.to_string(),
         }
@@ -103,13 +147,19 @@ impl Scrubber {
     /// certificate subject, a user id): identifies without naming.
     pub fn principal(&self, principal: &str) -> String {
         match &self.pseudonyms {
-            Some(p) => p.pseudonym(principal),
+            Some(p) => self.pseudonym(p, principal),
             None => "[principal]".to_string(),
         }
     }
 
     /// Scrubs free text (a log message, an error string).
     pub fn text(&self, text: &str) -> String {
+        // Nothing to decode (`%`), no `key=` / `key:`, nothing a detector
+        // could match: kept as it is without the copies and scans. Route,
+        // cluster and response-detail names of every record take this exit.
+        if !text.bytes().any(|c| matches!(c, b'%' | b'=')) && !detect::may_hold_pii(text) {
+            return text.to_string();
+        }
         self.decoded(&decode_fully(text, false, DECODE_ROUNDS))
     }
 

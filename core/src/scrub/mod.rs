@@ -25,8 +25,8 @@ mod headers;
 pub use headers::HeaderOutcome;
 pub mod keys;
 
-use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use crate::logkey::Pseudonymizer;
 pub use detect::{Detection, PiiKind};
@@ -44,7 +44,7 @@ pub const REDACTED: &str = "[redacted]";
 pub struct Scrubber {
     pseudonyms: Option<Pseudonymizer>,
     keys: PiiKeys,
-    recent: RefCell<RecentPseudonyms>,
+    recent: RecentPseudonyms,
 }
 
 /// Pseudonyms made lately, by normalised value. A record pseudonymizes the
@@ -53,9 +53,19 @@ pub struct Scrubber {
 /// the VM (docs/performance.md). The pseudonym is a pure function of the
 /// value under the loaded key, so a cached one is the same token. Bounded:
 /// emptied when full, so memory stays flat whatever the traffic.
-#[derive(Debug, Clone, Default)]
+/// A `Mutex` so that a scrubber can be shared (the fuzz checks keep one in
+/// a static); in the filter one worker's VM is single-threaded and the lock
+/// is never contended.
+#[derive(Debug, Default)]
 struct RecentPseudonyms {
-    tokens: HashMap<String, String>,
+    tokens: Mutex<HashMap<String, String>>,
+}
+
+impl Clone for RecentPseudonyms {
+    /// A clone starts empty: the tokens are a cache, not state.
+    fn clone(&self) -> Self {
+        RecentPseudonyms::default()
+    }
 }
 
 impl RecentPseudonyms {
@@ -70,25 +80,25 @@ impl Scrubber {
         Scrubber {
             pseudonyms,
             keys,
-            recent: RefCell::default(),
+            recent: RecentPseudonyms::default(),
         }
     }
 
     /// The keyed pseudonym of a normalised value, from the recent ones when
     /// it was made lately.
     fn pseudonym(&self, p: &Pseudonymizer, normalized: &str) -> String {
-        let Ok(mut recent) = self.recent.try_borrow_mut() else {
+        let Ok(mut recent) = self.recent.tokens.try_lock() else {
             return p.pseudonym(normalized);
         };
-        if let Some(token) = recent.tokens.get(normalized) {
+        if let Some(token) = recent.get(normalized) {
             return token.clone();
         }
         let token = p.pseudonym(normalized);
         if normalized.len() <= RecentPseudonyms::MAX_VALUE_LEN {
-            if recent.tokens.len() >= RecentPseudonyms::CAPACITY {
-                recent.tokens.clear();
+            if recent.len() >= RecentPseudonyms::CAPACITY {
+                recent.clear();
             }
-            recent.tokens.insert(normalized.to_string(), token.clone());
+            recent.insert(normalized.to_string(), token.clone());
         }
         token
     }

@@ -213,11 +213,12 @@ test-web: npm web-deps chromium build test-bins venv
 ## (`make test` replays the committed corpora on stable, no nightly needed)
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?=
+FUZZ_RUNS ?=
 fuzz-setup:
 	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 fuzz: fuzz-setup
-	fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+	FUZZ_RUNS=$(FUZZ_RUNS) fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 ## fuzz-seed / fuzz-cmin: seeds from the test data (fuzz/seeds.py), and the
 ## committed corpora re-minimised with what fuzzing kept (commit fuzz/corpus/)

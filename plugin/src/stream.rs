@@ -11,7 +11,7 @@ use proxy_wasm::types::Action;
 use crate::host::{self, buffer, map, stream};
 use crate::logging::{log_event, LogSink};
 use crate::metrics;
-use crate::views::{HostBody, HostHeaders, HostProperties, HostShared};
+use crate::views::{HostBody, HostHeaders, HostProperties, HostShared, PropertyBatch};
 
 /// Where the effects of a callback land.
 #[derive(Clone, Copy)]
@@ -37,11 +37,20 @@ const RESPONSE: Target = Target {
 pub struct GuardedStream {
     exchange: Exchange,
     sink: Rc<LogSink>,
+    record_batch: Option<Rc<PropertyBatch>>,
 }
 
 impl GuardedStream {
-    pub fn new(exchange: Exchange, sink: Rc<LogSink>) -> Self {
-        GuardedStream { exchange, sink }
+    pub fn new(
+        exchange: Exchange,
+        sink: Rc<LogSink>,
+        record_batch: Option<Rc<PropertyBatch>>,
+    ) -> Self {
+        GuardedStream {
+            exchange,
+            sink,
+            record_batch,
+        }
     }
 
     /// Applies one phase's effects in order: events and counters (they
@@ -107,7 +116,7 @@ impl HttpContext for GuardedStream {
         let mut headers = HostHeaders::new(map::REQUEST_HEADERS);
         let fx = self.exchange.on_request_headers(
             &mut headers,
-            &mut HostProperties,
+            &mut HostProperties::default(),
             &mut HostShared,
             end_of_stream,
         );
@@ -133,7 +142,7 @@ impl HttpContext for GuardedStream {
         let mut headers = HostHeaders::new(map::RESPONSE_HEADERS);
         let fx = self.exchange.on_response_headers(
             &mut headers,
-            &mut HostProperties,
+            &mut HostProperties::default(),
             &mut HostShared,
             end_of_stream,
         );
@@ -156,7 +165,10 @@ impl HttpContext for GuardedStream {
     }
 
     fn on_log(&mut self) {
-        let fx = self.exchange.on_log(&mut HostProperties, &mut HostShared);
+        let mut props = HostProperties {
+            batch: self.record_batch.as_deref(),
+        };
+        let fx = self.exchange.on_log(&mut props, &mut HostShared);
         self.apply(fx, RESPONSE);
     }
 }

@@ -38,7 +38,7 @@ for t in "${targets[@]}"; do
   mkdir -p "$out/corpus/$t" "artifacts/$t"
   echo "== $t: ${seconds}s"
   nice -n 19 cargo +nightly fuzz run --sanitizer "${FUZZ_SANITIZER:-none}" "$t" "$out/corpus/$t" "corpus/$t" -- \
-      -max_total_time="$seconds" ${FUZZ_RUNS:+-runs=$FUZZ_RUNS} -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+      -max_total_time="$seconds" ${FUZZ_RUNS:+-runs=$FUZZ_RUNS} -timeout=${FUZZ_TIMEOUT:-10} -rss_limit_mb=2048 -print_final_stats=1 \
       "${dict[@]}" > "$out/$t.log" 2>&1
   rc=$?
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out/$t.log" | tail -1)

@@ -528,3 +528,56 @@ proptest! {
         let _ = s.client_address(&t);
     }
 }
+
+/// Reused pseudonyms are the pseudonyms: the same token as a fresh
+/// scrubber makes, before and after the recent ones are emptied, and the
+/// map never grows past its bound whatever the traffic.
+#[test]
+fn recent_pseudonyms_are_the_same_tokens_and_stay_bounded() {
+    let s = keyed();
+    let first = s.client_address("203.0.113.7:50123");
+    assert_eq!(s.client_address("203.0.113.7:1"), first, "reused");
+    assert_eq!(
+        keyed().client_address("203.0.113.7:9"),
+        first,
+        "as made fresh"
+    );
+    for i in 0..(3 * RecentPseudonyms::CAPACITY) {
+        let _ = s.client_address(&format!("198.51.100.{}:{}", i % 250, i));
+        let _ = s.principal(&format!("svc-{i}"));
+        assert!(s.recent.tokens.lock().unwrap().len() <= RecentPseudonyms::CAPACITY);
+    }
+    assert_eq!(s.client_address("203.0.113.7:2"), first, "after emptying");
+    let long = "x".repeat(RecentPseudonyms::MAX_VALUE_LEN + 1);
+    let token = s.principal(&long);
+    assert!(
+        !s.recent.tokens.lock().unwrap().contains_key(&long),
+        "long values not kept"
+    );
+    assert_eq!(keyed().principal(&long), token);
+}
+
+/// Text kept as is by the fast path is exactly what the full scan keeps:
+/// names without anything to decode or detect.
+#[test]
+fn plain_names_pass_and_anything_pii_like_is_still_scanned() {
+    let s = keyed();
+    for name in [
+        "orders",
+        "via_upstream",
+        "sp-api_orders.v0",
+        "Catalog Items",
+    ] {
+        assert_eq!(s.text(name), name);
+    }
+    assert_ne!(
+        s.text("route-for-jane@example.com"),
+        "route-for-jane@example.com"
+    );
+    assert_ne!(s.text("BuyerName=Jane"), "BuyerName=Jane");
+    assert_ne!(s.text("jane%40example.com"), "jane%40example.com");
+    assert_ne!(
+        s.text("device aa-bb-cc-dd-ee-ff"),
+        "device aa-bb-cc-dd-ee-ff"
+    );
+}

@@ -103,14 +103,6 @@ impl PropertyBatch {
     }
 }
 
-impl Drop for PropertyBatch {
-    /// A new configuration prepares a new batch: the host's compiled
-    /// expression of the old one goes with it.
-    fn drop(&mut self) {
-        let _ = host::foreign_function("expr_delete", &self.token);
-    }
-}
-
 /// The stream's properties; with a batch at log time.
 #[derive(Default)]
 pub struct HostProperties<'a> {

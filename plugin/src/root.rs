@@ -11,7 +11,6 @@ use proxy_wasm::types::ContextType;
 use crate::host::{self, Level};
 use crate::logging::LogSink;
 use crate::stream::{GuardedStream, UnconfiguredStream};
-use crate::views::PropertyBatch;
 
 /// Holds the worker's guard (compiled policy and keyring) and log sink;
 /// opens an exchange for every stream.
@@ -19,7 +18,6 @@ use crate::views::PropertyBatch;
 pub struct PolicyRoot {
     guard: Option<Rc<Guard>>,
     sink: Option<Rc<LogSink>>,
-    record_batch: Option<Rc<PropertyBatch>>,
 }
 
 impl Context for PolicyRoot {}
@@ -37,11 +35,9 @@ impl RootContext for PolicyRoot {
         // Never None (the SDK panics on it): without a policy, streams are
         // answered, not passed.
         match (&self.guard, &self.sink) {
-            (Some(guard), Some(sink)) => Some(Box::new(GuardedStream::new(
-                guard.open(),
-                Rc::clone(sink),
-                self.record_batch.clone(),
-            ))),
+            (Some(guard), Some(sink)) => {
+                Some(Box::new(GuardedStream::new(guard.open(), Rc::clone(sink))))
+            }
             _ => Some(Box::new(UnconfiguredStream)),
         }
     }
@@ -116,7 +112,6 @@ impl PolicyRoot {
             Guard::new(policy, keyring, scrubber).with_canaries(canaries),
         ));
         self.sink = Some(sink);
-        self.record_batch = PropertyBatch::prepare(dpp_core::stream::LOG_PROPERTIES).map(Rc::new);
         true
     }
 }

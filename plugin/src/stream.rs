@@ -11,7 +11,7 @@ use proxy_wasm::types::Action;
 use crate::host::{self, buffer, map, stream};
 use crate::logging::{log_event, LogSink};
 use crate::metrics;
-use crate::views::{HostBody, HostHeaders, HostProperties, HostShared, PropertyBatch};
+use crate::views::{HostBody, HostHeaders, HostProperties, HostShared};
 
 /// Where the effects of a callback land.
 #[derive(Clone, Copy)]
@@ -37,20 +37,11 @@ const RESPONSE: Target = Target {
 pub struct GuardedStream {
     exchange: Exchange,
     sink: Rc<LogSink>,
-    record_batch: Option<Rc<PropertyBatch>>,
 }
 
 impl GuardedStream {
-    pub fn new(
-        exchange: Exchange,
-        sink: Rc<LogSink>,
-        record_batch: Option<Rc<PropertyBatch>>,
-    ) -> Self {
-        GuardedStream {
-            exchange,
-            sink,
-            record_batch,
-        }
+    pub fn new(exchange: Exchange, sink: Rc<LogSink>) -> Self {
+        GuardedStream { exchange, sink }
     }
 
     /// Applies one phase's effects in order: events and counters (they
@@ -116,7 +107,7 @@ impl HttpContext for GuardedStream {
         let mut headers = HostHeaders::new(map::REQUEST_HEADERS);
         let fx = self.exchange.on_request_headers(
             &mut headers,
-            &mut HostProperties::default(),
+            &mut HostProperties,
             &mut HostShared,
             end_of_stream,
         );
@@ -142,7 +133,7 @@ impl HttpContext for GuardedStream {
         let mut headers = HostHeaders::new(map::RESPONSE_HEADERS);
         let fx = self.exchange.on_response_headers(
             &mut headers,
-            &mut HostProperties::default(),
+            &mut HostProperties,
             &mut HostShared,
             end_of_stream,
         );
@@ -165,10 +156,7 @@ impl HttpContext for GuardedStream {
     }
 
     fn on_log(&mut self) {
-        let mut props = HostProperties {
-            batch: self.record_batch.as_deref(),
-        };
-        let fx = self.exchange.on_log(&mut props, &mut HostShared);
+        let fx = self.exchange.on_log(&mut HostProperties, &mut HostShared);
         self.apply(fx, RESPONSE);
     }
 }

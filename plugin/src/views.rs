@@ -57,66 +57,10 @@ impl BodyView for HostBody {
     }
 }
 
-/// The access record's properties read in one host call: Envoy's CEL
-/// extension (`expr_create` once at configure time, `expr_evaluate` per
-/// record) evaluates one list of all of them, where one
-/// `proxy_get_property` each would cross the VM boundary (and back, for
-/// the allocation) eleven times. A host without the extension, or an
-/// evaluation that fails, leaves the exchange to read them one by one:
-/// the facts are the same, only the cost differs.
-pub struct PropertyBatch {
-    properties: &'static [Property],
-    token: Vec<u8>,
-}
+/// The stream's properties.
+pub struct HostProperties;
 
-impl PropertyBatch {
-    /// `None` when the host has no CEL extension (the harness, an Envoy
-    /// built without it).
-    pub fn prepare(properties: &'static [Property]) -> Option<PropertyBatch> {
-        // `has(x) ? x : ''`: an absent attribute is an empty element
-        // (absent, as for get_property), not an error of the whole list.
-        let elements: Vec<String> = properties
-            .iter()
-            .map(|p| {
-                let path = p.path().join(".");
-                format!("has({path}) ? {path} : ''")
-            })
-            .collect();
-        let expr = format!("[{}]", elements.join(", "));
-        let token = host::foreign_function("expr_create", expr.as_bytes()).ok()?;
-        (token.len() == 4).then_some(PropertyBatch { properties, token })
-    }
-
-    fn fetch(&self, wanted: &[Property]) -> Option<Vec<Option<Vec<u8>>>> {
-        if wanted != self.properties {
-            return None;
-        }
-        let bytes = host::foreign_function("expr_evaluate", &self.token).ok()?;
-        let list = Pairs::parse(bytes)?;
-        let names = list.names();
-        (names.len() == wanted.len()).then(|| {
-            names
-                .into_iter()
-                .map(|v| (!v.is_empty()).then(|| v.to_vec()))
-                .collect()
-        })
-    }
-}
-
-/// The stream's properties; with a batch at log time.
-#[derive(Default)]
-pub struct HostProperties<'a> {
-    pub batch: Option<&'a PropertyBatch>,
-}
-
-impl PropertySource for HostProperties<'_> {
-    fn get_many(
-        &mut self,
-        properties: &[Property],
-    ) -> Option<Result<Vec<Option<Vec<u8>>>, HostFault>> {
-        self.batch?.fetch(properties).map(Ok)
-    }
-
+impl PropertySource for HostProperties {
     fn get(&mut self, property: Property) -> Result<Option<Vec<u8>>, HostFault> {
         host::property(property.path())
     }

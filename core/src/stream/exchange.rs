@@ -13,9 +13,7 @@ use crate::wire::{HOLD_HEADER, PLAINTEXT_UPSTREAM_METRIC, THROTTLED_METRIC};
 
 use super::body::{self, BodyGuard, Step};
 use super::effects::{BodyReplacement, Effects, Flow};
-use super::facts::{
-    BodyView, HeaderView, HostFault, Property, PropertyCache, PropertySource, LOG_PROPERTIES,
-};
+use super::facts::{BodyView, HeaderView, HostFault, Property, PropertyCache, PropertySource};
 use super::shared::{self, SharedStore};
 use super::Guard;
 
@@ -214,13 +212,6 @@ impl Exchange {
             // The request never reached this filter (a filter before it
             // answered): recorded with what the stream's properties say.
             self.record = Some(Box::default());
-        }
-        if self.watch || self.record.is_some() {
-            // One batch for what the watch and the record read below (one
-            // host call where the host can; nothing read here where not).
-            if let Err(fault) = self.props.prefetch(props, LOG_PROPERTIES) {
-                self.fail(fault, &mut fx);
-            }
         }
         if self.watch {
             match self.watch_upstream(props) {

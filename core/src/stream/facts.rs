@@ -72,37 +72,7 @@ pub trait PropertySource {
     /// dynamic metadata: `metadata.filter_metadata.<filter>.<key>.<claim>`);
     /// not cached, read at most once per stream by the exchange.
     fn get_path(&mut self, path: &[&str]) -> Result<Option<Vec<u8>>, HostFault>;
-
-    /// Several properties in one host call, in order, where the host can
-    /// (Envoy: one CEL list through `expr_evaluate`); `None` when it cannot
-    /// for this list, and the exchange reads them one by one. An empty
-    /// value counts as absent.
-    fn get_many(
-        &mut self,
-        _properties: &[Property],
-    ) -> Option<Result<Vec<Option<Vec<u8>>>, HostFault>> {
-        None
-    }
 }
-
-/// What the exchange reads at log time (the access record's facts and the
-/// plaintext watch's), asked for in one batch ([`PropertySource::get_many`]):
-/// a host that prepares the batch once (the plugin, at configure time)
-/// knows it by this list.
-pub const LOG_PROPERTIES: &[Property] = &[
-    Property::UpstreamLocalAddress,
-    Property::ResponseCodeDetails,
-    Property::RouteName,
-    Property::ClusterName,
-    Property::DownstreamTlsVersion,
-    Property::UpstreamTlsVersion,
-    Property::SourceAddress,
-    Property::DownstreamMtls,
-    Property::ResponseCode,
-    Property::RequestDuration,
-    Property::RequestTotalSize,
-    Property::ResponseTotalSize,
-];
 
 macro_rules! properties {
     ($( $(#[$doc:meta])* $variant:ident = [$($seg:literal),+]; )*) => {
@@ -170,33 +140,6 @@ pub(super) struct PropertyCache {
 }
 
 impl PropertyCache {
-    /// Reads every property of `wanted` not read yet, in one batch.
-    pub fn prefetch(
-        &mut self,
-        source: &mut impl PropertySource,
-        wanted: &[Property],
-    ) -> Result<(), HostFault> {
-        if wanted.iter().all(|p| self.slots[p.index()].is_some()) {
-            return Ok(());
-        }
-        // The whole list (not only the missing ones): a host that prepared
-        // this batch recognises it. Without a batch, nothing is read here.
-        let Some(values) = source.get_many(wanted) else {
-            return Ok(());
-        };
-        let values = values?;
-        if values.len() != wanted.len() {
-            return Ok(());
-        }
-        for (p, value) in wanted.iter().zip(values) {
-            let slot = &mut self.slots[p.index()];
-            if slot.is_none() {
-                *slot = Some(value.filter(|v| !v.is_empty()));
-            }
-        }
-        Ok(())
-    }
-
     /// The raw value, read through `source` on first use.
     pub fn raw(
         &mut self,

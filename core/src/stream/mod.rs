@@ -31,7 +31,7 @@ pub mod shared;
 
 pub use effects::{BodyReplacement, Effects, Flow, HeaderEdit};
 pub use exchange::{host_fault_reply, Exchange, Phase, Subject, SubjectKind};
-pub use facts::{BodyView, HeaderView, HostFault, Property, PropertySource, LOG_PROPERTIES};
+pub use facts::{BodyView, HeaderView, HostFault, Property, PropertySource};
 pub use guard::{Guard, MatchReads, UNPROTECTED_WATCH_PERIOD};
 pub use shared::SharedStore;
 

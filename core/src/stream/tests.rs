@@ -75,8 +75,6 @@ struct Props {
     paths: BTreeMap<String, Vec<u8>>,
     /// The host clock, when a test moves it.
     now: Option<u64>,
-    /// A host that reads several properties in one call: the batches asked.
-    batches: Option<Vec<Vec<Property>>>,
 }
 
 impl Props {
@@ -126,17 +124,6 @@ impl PropertySource for Props {
 
     fn get_path(&mut self, path: &[&str]) -> Result<Option<Vec<u8>>, HostFault> {
         Ok(self.paths.get(&path.join(".")).cloned())
-    }
-
-    fn get_many(
-        &mut self,
-        properties: &[Property],
-    ) -> Option<Result<Vec<Option<Vec<u8>>>, HostFault>> {
-        self.batches.as_mut()?.push(properties.to_vec());
-        Some(Ok(properties
-            .iter()
-            .map(|p| self.values.get(p.path()).cloned())
-            .collect()))
     }
 }
 
@@ -1059,40 +1046,6 @@ fn full_props() -> Props {
         .with_u64(Property::RequestDuration, 5_000)
         .with_u64(Property::RequestTotalSize, 100)
         .with_u64(Property::ResponseTotalSize, 200)
-}
-
-/// A host that reads properties in batches (Envoy's CEL extension) gets one
-/// batch at log time for the record and the plaintext watch together, and
-/// no single read of those; the record holds the same facts.
-#[test]
-fn the_record_reads_its_facts_in_one_batch_where_the_host_can() {
-    let policy = with(base(), "logging", json!({"access_records": "all"}));
-    let g = guard(policy);
-    let mut x = g.open();
-    let mut p = full_props()
-        .with(Property::UpstreamLocalAddress, "10.9.9.9:5000")
-        .with(Property::DownstreamMtls, "\u{1}");
-    p.batches = Some(Vec::new());
-    x.on_request_headers(
-        &mut request("GET", "/orders/1", &[]),
-        &mut p,
-        &mut shared::MemoryStore::default(),
-        true,
-    );
-    let fx = x.on_log(&mut p, &mut shared::MemoryStore::default());
-    let r = fx.record.expect("a record");
-    assert_eq!(p.batches.as_deref(), Some(&[LOG_PROPERTIES.to_vec()][..]));
-    for prop in LOG_PROPERTIES {
-        assert_eq!(p.reads_of(*prop), 0, "{prop:?} read alone");
-    }
-    assert_eq!(r.status, Some(200));
-    assert_eq!(r.route.as_deref(), Some("svc"));
-    assert_eq!(r.upstream_cluster.as_deref(), Some("upstream"));
-    assert_eq!(r.duration_us, Some(5));
-    assert_eq!((r.request_bytes, r.response_bytes), (Some(100), Some(200)));
-    assert_eq!(r.tls.upstream.as_deref(), Some("TLSv1.3"));
-    assert!(r.tls.downstream_mtls);
-    assert!(fx.events.is_empty(), "{:?}", fx.events);
 }
 
 #[test]

@@ -106,15 +106,6 @@ extern "C" {
         return_id: *mut u32,
     ) -> u32;
     pub fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
-
-    pub fn proxy_call_foreign_function(
-        function_name_data: *const u8,
-        function_name_size: usize,
-        arguments_data: *const u8,
-        arguments_size: usize,
-        return_results_data: *mut *mut u8,
-        return_results_size: *mut usize,
-    ) -> u32;
 }
 
 /// proxy-wasm status codes.

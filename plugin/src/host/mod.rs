@@ -167,29 +167,6 @@ pub fn plugin_configuration() -> Vec<u8> {
 
 // ---- properties ---------------------------------------------------------
 
-/// Calls a host's foreign function; `Err(status)` when the host has no
-/// such function or it failed, which callers treat as "not available here"
-/// (foreign functions are host extensions, never required).
-pub fn foreign_function(name: &str, arguments: &[u8]) -> Result<Vec<u8>, u32> {
-    let (mut data, mut size) = (null_mut(), 0usize);
-    // SAFETY: live slices; the out-pointers outlive the call.
-    let s = unsafe {
-        abi::proxy_call_foreign_function(
-            name.as_ptr(),
-            name.len(),
-            arguments.as_ptr(),
-            arguments.len(),
-            &mut data,
-            &mut size,
-        )
-    };
-    match s {
-        // SAFETY: the host allocated `data` for us.
-        status::OK => Ok(unsafe { take(data, size) }),
-        s => Err(s),
-    }
-}
-
 /// A property's raw value; `Ok(None)` when the host has none (not found,
 /// empty, or a value it cannot serialize, as Envoy answers for absent
 /// metadata).

@@ -30,24 +30,6 @@ impl Pairs {
         (data <= bytes.len()).then_some(Pairs { bytes, count })
     }
 
-    /// The names, in order (a CEL list arrives as pairs whose names are
-    /// the elements and whose values are empty).
-    pub fn names(&self) -> Vec<&[u8]> {
-        let mut names = Vec::with_capacity(self.count);
-        let mut data = 4 + 8 * self.count;
-        for i in 0..self.count {
-            let (Some(k), Some(v)) = (
-                u32_at(&self.bytes, 4 + 8 * i),
-                u32_at(&self.bytes, 8 + 8 * i),
-            ) else {
-                break;
-            };
-            names.push(self.bytes.get(data..data + k).unwrap_or_default());
-            data += k + v + 2;
-        }
-        names
-    }
-
     /// The first value of `name` (header names arrive lower-case).
     pub fn get(&self, name: &str) -> Option<&[u8]> {
         let mut data = 4 + 8 * self.count;
@@ -89,13 +71,6 @@ pub fn serialize(pairs: &[(&str, &str)]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_in_order() {
-        let bytes = serialize(&[("\u{c8}", ""), ("", ""), ("r1", "")]);
-        let p = Pairs::parse(bytes).unwrap();
-        assert_eq!(p.names(), vec![&b"\xc3\x88"[..], &b""[..], &b"r1"[..]]);
-    }
 
     #[test]
     fn round_trip_and_lookup() {

@@ -732,7 +732,7 @@ fn check_forwarded(
 
 fn route_selectors(route: &str) -> Vec<Selector> {
     let texts: Vec<String> = match route {
-        "orders" => dpp_core::json::preset::selectors("sp-api-orders").unwrap_or_default(),
+        "orders" => json::preset::selectors("sp-api-orders").unwrap_or_default(),
         _ => vec!["$..BuyerEmail".into(), "$.a[*]".into()],
     };
     texts

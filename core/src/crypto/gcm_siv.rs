@@ -142,7 +142,7 @@ impl Aes256GcmSiv {
         buf: &mut [u8],
         tag: &[u8; TAG_LEN],
     ) -> Result<(), AeadError> {
-        if buf.len() as u64 > MAX_LEN + TAG_LEN as u64 || aad.len() as u64 > MAX_LEN {
+        if buf.len() as u64 > MAX_LEN || aad.len() as u64 > MAX_LEN {
             return Err(AeadError);
         }
         let (polyval, encryption) = self.message_keys(nonce);
@@ -156,9 +156,7 @@ impl Aes256GcmSiv {
         }
     }
 
-    /// `nonce || ciphertext || tag` is what envelopes carry; this is the
-    /// allocating form the CLI's and the npm package's RFC 8452 API use:
-    /// ciphertext || tag.
+    /// Allocating form (the npm package's RFC 8452 API): ciphertext || tag.
     pub fn seal(
         &self,
         nonce: &[u8; NONCE_LEN],

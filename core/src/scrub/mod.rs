@@ -49,7 +49,7 @@ pub struct Scrubber {
 
 /// Pseudonyms made lately, by normalised value. A record pseudonymizes the
 /// client address and the user agent of every request, and one client sends
-/// many requests: an HMAC-SHA256 each time is most of what a record costs in
+/// many requests: a keyed hash each time was most of what a record cost in
 /// the VM (docs/performance.md). The pseudonym is a pure function of the
 /// value under the loaded key, so a cached one is the same token. Bounded:
 /// emptied when full, so memory stays flat whatever the traffic.

@@ -139,7 +139,7 @@ clean:
 ## microbenchmarks and VM memory -> target/bench/ (docs/performance.md)
 ## bench-smoke: the same, a few seconds per configuration -> target/bench-smoke/ (part of `make test`)
 BENCH_FILTERS := bench-null-filter bench-naive-json-filter bench-naive-crypto-filter bench-vm
-.PHONY: bench bench-smoke bench-setup bench-build
+.PHONY: bench bench-smoke bench-setup bench-build bench-timing
 bench-setup: venv $(VENV)/.bench-installed
 	@command -v wrk >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk; }
 $(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed
@@ -155,6 +155,15 @@ bench-build: build
 bench: bench-setup bench-build
 	$(PY) bench/run.py
 	$(PY) bench/vm.py
+
+## bench-timing: where the time goes inside the filter: the rows of dpp-guard
+## (BENCH_ONLY, default e,i,f,g) with a callback-timing build (plugin/src/timing.rs);
+## mean µs per callback, per log stage and per property read in target/bench-timing/timing.md.
+BENCH_ONLY ?= e,i,f,g
+bench-timing: bench-setup bench-build
+	$(CARGO) build -p dpp-guard --target $(WASM_TARGET) --release --features callback-timing --target-dir target/timing
+	$(PY) bench/run.py --only $(BENCH_ONLY) --reps 1 --duration 8 --out target/bench-timing \
+	  --dpp-wasm target/timing/$(WASM_TARGET)/release/dpp_guard.wasm
 
 bench-smoke: bench-setup bench-build
 	$(PY) bench/run.py --smoke

@@ -42,13 +42,13 @@ WASM_DIR = os.path.join(ROOT, "target", "wasm32-wasip1", "release")
 class Ctx:
     """What configuration builders and checks may use."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, dpp_wasm=None):
         self.workdir = workdir
         self.wasm = {
             "null": os.path.join(WASM_DIR, "bench_null_filter.wasm"),
             "naive_json": os.path.join(WASM_DIR, "bench_naive_json_filter.wasm"),
             "naive_crypto": os.path.join(WASM_DIR, "bench_naive_crypto_filter.wasm"),
-            "dpp_guard": os.path.join(WASM_DIR, "dpp_guard.wasm"),
+            "dpp_guard": dpp_wasm or os.path.join(WASM_DIR, "dpp_guard.wasm"),
         }
         for name, path in self.wasm.items():
             if not os.path.exists(path):
@@ -294,6 +294,36 @@ def machine(envoy_bin):
 
 # ---- main ----------------------------------------------------------------------
 
+def last_timing(e):
+    """The last `dpp_timing` line of a callback-timing build (plugin/src/timing.rs), or None."""
+    lines = [ln for ln in e.log_since(0).splitlines() if "dpp_timing {" in ln]
+    return json.loads(lines[-1].split("dpp_timing ", 1)[1]) if lines else None
+
+
+def write_timing(out_dir, configs, timing):
+    """timing.json and timing.md: mean µs per call of each span, per configuration."""
+    with open(os.path.join(out_dir, "timing.json"), "w") as f:
+        json.dump(timing, f, indent=1)
+    keys = [c.key for c in configs if timing.get(c.key)]
+    spans = []
+    for k in keys:
+        spans += [s for s in timing[k]["spans"] if s not in spans]
+    rows = ["| span | " + " | ".join(f"({k}) µs × calls/stream" for k in keys) + " |",
+            "|---|" + "---|" * len(keys)]
+    for s in spans:
+        cells = []
+        for k in keys:
+            t = timing[k]
+            v = t["spans"].get(s)
+            cells.append(f"{v[0]:.2f} × {v[1] / t['streams']:.2f}" if v else "")
+        rows.append(f"| {s} | " + " | ".join(cells) + " |")
+    with open(os.path.join(out_dir, "timing.md"), "w") as f:
+        f.write("In-VM time per span (callback-timing build, last "
+                f"{max(timing[k]['streams'] for k in keys)} streams of each configuration; "
+                "a span includes the host calls made inside it)\n\n" + "\n".join(rows) + "\n")
+    print(open(os.path.join(out_dir, "timing.md")).read())
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="a few seconds per configuration (make bench-smoke)")
@@ -304,6 +334,8 @@ def main():
     ap.add_argument("--only", help="comma-separated configuration keys (baselines a,b,c always run)")
     ap.add_argument("--out", help="results directory (default target/bench or target/bench-smoke)")
     ap.add_argument("--envoy", default=os.path.join(ROOT, ".venv", "bin", "envoy"))
+    ap.add_argument("--dpp-wasm", help="the dpp-guard module to measure (default: the release build); "
+                    "`make bench-timing` passes a callback-timing build and gets timing.md")
     args = ap.parse_args()
 
     reps = args.reps or (1 if args.smoke else 5)
@@ -323,7 +355,7 @@ def main():
     workdir = tempfile.mkdtemp(prefix="dpp-bench-")
     envoys, recorder, upstream = [], None, None
     try:
-        ctx = Ctx(workdir)
+        ctx = Ctx(workdir, args.dpp_wasm)
         pki = make_pki(workdir)
         recorder = Recorder()
         ctx.recorder = recorder
@@ -408,6 +440,9 @@ def main():
                                            cpus["load"]))
 
         rss = {cfg.key: rss_kib(e.pid()) for cfg, e in measured}
+        timing = {cfg.key: last_timing(e) for cfg, e in measured}
+        if any(timing.values()):
+            write_timing(out_dir, configs, timing)
         # Upstream connection reuse: a proxy that opens a connection per
         # request measures connection set-up, not the filter.
         pooling = {}

@@ -23,6 +23,7 @@ mod logging;
 mod metrics;
 mod root;
 mod stream;
+mod timing;
 mod upstream_guard;
 mod views;
 

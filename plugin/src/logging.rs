@@ -12,6 +12,7 @@ use dpp_core::{AccessRecord, EventKind, SecurityEvent, Severity};
 
 use crate::host::{self, Level};
 use crate::metrics;
+use crate::timing::{timed, Span};
 
 /// Filter-state name of the access record: Envoy prints it with
 /// `%FILTER_STATE(wasm.dpp_access_log:PLAIN)%`. A single-segment property
@@ -78,9 +79,12 @@ impl LogSink {
         let Ok(mut chain) = self.chain.try_borrow_mut() else {
             return;
         };
-        let line = chain.seal(record);
+        let line = timed(Span::LogSeal, || chain.seal(record));
         drop(chain);
-        let published = host::set_property(ACCESS_LOG_PROPERTY, line.as_bytes()).is_ok();
+        let published = timed(Span::LogPublish, || {
+            host::set_property(ACCESS_LOG_PROPERTY, line.as_bytes())
+        })
+        .is_ok();
         if self.plugin_log {
             host::log(Level::Info, &format!("{ACCESS_LOG_PREFIX}{line}"));
         }

@@ -11,6 +11,7 @@ use proxy_wasm::types::Action;
 use crate::host::{self, buffer, map, stream};
 use crate::logging::{log_event, LogSink};
 use crate::metrics;
+use crate::timing::{self, timed, Span};
 use crate::views::{HostBody, HostHeaders, HostProperties, HostShared};
 
 /// Where the effects of a callback land.
@@ -105,59 +106,76 @@ impl Context for GuardedStream {}
 impl HttpContext for GuardedStream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let mut headers = HostHeaders::new(map::REQUEST_HEADERS);
-        let fx = self.exchange.on_request_headers(
-            &mut headers,
-            &mut HostProperties,
-            &mut HostShared,
-            end_of_stream,
-        );
-        self.apply(fx, REQUEST)
+        timed(Span::RequestHeaders, || {
+            let fx = self.exchange.on_request_headers(
+                &mut headers,
+                &mut HostProperties,
+                &mut HostShared,
+                end_of_stream,
+            );
+            self.apply(fx, REQUEST)
+        })
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let mut body = HostBody::new(buffer::REQUEST_BODY);
-        let fx = self
-            .exchange
-            .on_request_body(body_size, end_of_stream, &mut body);
-        self.apply(fx, REQUEST)
+        timed(Span::RequestBody, || {
+            let fx = self
+                .exchange
+                .on_request_body(body_size, end_of_stream, &mut body);
+            self.apply(fx, REQUEST)
+        })
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        let fx = self
-            .exchange
-            .on_request_trailers(&mut HostBody::new(buffer::REQUEST_BODY));
-        self.apply(fx, REQUEST)
+        timed(Span::RequestTrailers, || {
+            let fx = self
+                .exchange
+                .on_request_trailers(&mut HostBody::new(buffer::REQUEST_BODY));
+            self.apply(fx, REQUEST)
+        })
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let mut headers = HostHeaders::new(map::RESPONSE_HEADERS);
-        let fx = self.exchange.on_response_headers(
-            &mut headers,
-            &mut HostProperties,
-            &mut HostShared,
-            end_of_stream,
-        );
-        self.apply(fx, RESPONSE)
+        timed(Span::ResponseHeaders, || {
+            let fx = self.exchange.on_response_headers(
+                &mut headers,
+                &mut HostProperties,
+                &mut HostShared,
+                end_of_stream,
+            );
+            self.apply(fx, RESPONSE)
+        })
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let mut body = HostBody::new(buffer::RESPONSE_BODY);
-        let fx = self
-            .exchange
-            .on_response_body(body_size, end_of_stream, &mut body);
-        self.apply(fx, RESPONSE)
+        timed(Span::ResponseBody, || {
+            let fx = self
+                .exchange
+                .on_response_body(body_size, end_of_stream, &mut body);
+            self.apply(fx, RESPONSE)
+        })
     }
 
     fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
-        let fx = self
-            .exchange
-            .on_response_trailers(&mut HostBody::new(buffer::RESPONSE_BODY));
-        self.apply(fx, RESPONSE)
+        timed(Span::ResponseTrailers, || {
+            let fx = self
+                .exchange
+                .on_response_trailers(&mut HostBody::new(buffer::RESPONSE_BODY));
+            self.apply(fx, RESPONSE)
+        })
     }
 
     fn on_log(&mut self) {
-        let fx = self.exchange.on_log(&mut HostProperties, &mut HostShared);
-        self.apply(fx, RESPONSE);
+        timed(Span::Log, || {
+            let fx = timed(Span::LogDecide, || {
+                self.exchange.on_log(&mut HostProperties, &mut HostShared)
+            });
+            self.apply(fx, RESPONSE);
+        });
+        timing::stream_done();
     }
 }
 

@@ -4,6 +4,7 @@
 use dpp_core::stream::{BodyView, HeaderView, HostFault, Property, PropertySource, SharedStore};
 
 use crate::host::{self, Pairs};
+use crate::timing::{timed, Span};
 
 /// One header map. Reads one header per host call, or, once the exchange
 /// said it will read several, fetches the whole map in one call and looks
@@ -62,7 +63,7 @@ pub struct HostProperties;
 
 impl PropertySource for HostProperties {
     fn get(&mut self, property: Property) -> Result<Option<Vec<u8>>, HostFault> {
-        host::property(property.path())
+        timed(Span::Property(property), || host::property(property.path()))
     }
 
     fn unix_time_nanos(&mut self) -> u64 {

@@ -652,8 +652,16 @@ impl Exchange {
         let downstream = ok(text(c, props, P::DownstreamTlsVersion));
         let upstream = ok(text(c, props, P::UpstreamTlsVersion));
         facts.client_address = ok(text(c, props, P::SourceAddress));
-        let mtls = c.flag(props, P::DownstreamMtls);
-        let mtls = ok(mtls.map(|m| m.then(String::new))).is_some();
+        // No TLS on the client's connection means no client certificate:
+        // the flag is not asked for (a property read costs Envoy about as
+        // much as a whole unprotected request's callbacks; docs/performance.md).
+        let mtls = match downstream {
+            Some(_) => ok(c
+                .flag(props, P::DownstreamMtls)
+                .map(|m| m.then(String::new)))
+            .is_some(),
+            None => false,
+        };
         facts.tls = TlsFacts {
             downstream,
             downstream_mtls: mtls,

@@ -1140,6 +1140,28 @@ fn a_request_answered_before_this_filter_is_recorded_when_records_cover_all() {
 }
 
 #[test]
+fn a_plaintext_client_connection_is_not_asked_whether_it_has_a_client_certificate() {
+    let g = guard(base());
+    let mut x = g.open();
+    x.on_request_headers(
+        &mut request("GET", "/orders/1", &[]),
+        &mut Props::default(),
+        &mut shared::MemoryStore::default(),
+        true,
+    );
+    // A host that claims mTLS on a connection without TLS is not believed:
+    // the flag is never read.
+    let mut p = Props::default().with(Property::DownstreamMtls, "\u{1}");
+    let rec = x
+        .on_log(&mut p, &mut shared::MemoryStore::default())
+        .record
+        .unwrap();
+    assert!(!rec.tls.downstream_mtls);
+    assert_eq!(p.reads_of(Property::DownstreamMtls), 0);
+    assert_eq!(p.reads_of(Property::PeerSubject), 0);
+}
+
+#[test]
 fn the_mtls_subject_is_the_principal_when_no_header_names_one() {
     let g = guard(base());
     let mut x = g.open();
@@ -1150,6 +1172,7 @@ fn the_mtls_subject_is_the_principal_when_no_header_names_one() {
         true,
     );
     let mut p = Props::default()
+        .with(Property::DownstreamTlsVersion, "TLSv1.3")
         .with(Property::PeerSubject, "CN=svc-b")
         .with(Property::DownstreamMtls, "\u{1}");
     let rec = x

@@ -47,14 +47,24 @@ pub fn decode_fully(text: &str, plus_is_space: bool, rounds: usize) -> String {
 /// scrubbed output readable (`:` of pseudonyms, `[]` of placeholders).
 pub fn percent_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
+    // An escape ending in a decimal digit (`%20`) would glue to digits that
+    // follow it: ` 371449635963539` logged as `%20371449635963539` reads,
+    // undecoded, as a 17-digit number that passes the Luhn check, a card
+    // that was never in the input. Digits right after such an escape are
+    // escaped too, so no digit run forms across an escape.
+    let mut after_digit_escape = false;
     for &c in text.as_bytes() {
-        if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b':' | b'[' | b']')
-        {
+        let plain = c.is_ascii_alphanumeric()
+            || matches!(c, b'-' | b'.' | b'_' | b'~' | b':' | b'[' | b']');
+        if plain && !(after_digit_escape && c.is_ascii_digit()) {
             out.push(c as char);
+            after_digit_escape = false;
         } else {
+            let low = b"0123456789ABCDEF"[usize::from(c & 15)];
             out.push('%');
             out.push(char::from(b"0123456789ABCDEF"[usize::from(c >> 4)]));
-            out.push(char::from(b"0123456789ABCDEF"[usize::from(c & 15)]));
+            out.push(char::from(low));
+            after_digit_escape = low.is_ascii_digit();
         }
     }
     out
@@ -69,6 +79,19 @@ mod tests {
         assert_eq!(percent_decode("a%40b%2ec+d", true), "a@b.c d");
         assert_eq!(percent_decode("a+b%4", false), "a+b%4");
         assert_eq!(decode_fully("a%2540b", false, 3), "a@b");
+    }
+
+    #[test]
+    fn no_digit_run_forms_across_an_escape() {
+        let encoded = percent_encode("0004 371449635963539+4");
+        assert_eq!(
+            encoded,
+            "0004%20%33%37%31%34%34%39%36%33%35%39%36%33%35%33%39%2B4"
+        );
+        assert!(!encoded.contains("20371"), "{encoded}");
+        assert_eq!(percent_decode(&encoded, false), "0004 371449635963539+4");
+        // A letter after the escape stays as it is.
+        assert_eq!(percent_encode("a b"), "a%20b");
     }
 
     #[test]

@@ -374,6 +374,30 @@ def test_lint_envoy_reads_a_live_config_dump(guard_stack, tmp_path):
     assert all("%REQ(:PATH)%" in f["message"] and "%REQ(USER-AGENT)%" in f["message"] for f in findings)
 
 
+def test_whitespace_inside_a_pii_value_does_not_hang_the_worker(guard_stack, log_key):
+    """Found by fuzzing: a form feed in the value of a PII key sent the
+    record's scrubber into an endless loop, so one request
+    (`/orders/BuyerName=Janet%0CQuincy`) hung its Envoy worker for good.
+    Every ASCII whitespace byte in such a value, in a path segment or inside
+    a query value, gets an answer and a record that hides the value, and the
+    worker serves the next request."""
+    stack = guard_stack(policy=POLICY, env={"DPP_GUARD_LOG_KEY": log_key})
+    spaces = ("%0C", "%0C%0C", "%20%0C", "%09", "%0B", "%0D", "%0A")
+    # Control bytes in a path are refused (400: a path that could be
+    # another spelling of a protected one); the refusal is recorded too.
+    paths = [p for ws in spaces for p in (
+        (f"/catalog/BuyerName=Janet{ws}Quincy/x", 400),
+        (f"/orders/v0/BuyerName=Janet{ws}Quincy/x", 400),
+        (f"/orders/v0/orders?note=BuyerName:Janet{ws}Quincy&x=1", 200))]
+    for path, status in paths:
+        assert stack.request("GET", path, timeout=10).status == status, path
+    assert stack.request("GET", "/orders/v0/orders/1", timeout=10).status == 200
+    recs = wait_for_records(stack, len(paths) + 1)
+    assert len(recs) == len(paths) + 1
+    assert "janet" not in stack.access_log().lower()
+    assert "janet" not in stack.envoy.log().lower()
+
+
 def test_access_records_protected_only(guard_stack, log_key):
     """`access_records: protected` records only requests a policy route covers."""
     policy = json.loads(json.dumps(POLICY))

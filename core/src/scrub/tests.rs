@@ -25,6 +25,44 @@ fn readable(out: &str) -> String {
     )
 }
 
+/// Found by fuzzing (target `chain`): a form feed inside the value of a
+/// PII key made the value scan loop for ever, which in Envoy hangs the
+/// worker on one request (`?BuyerName=Jane%0CDoe`). Every kind of ASCII
+/// whitespace in a value, in free text and in a URL, must come back, and
+/// the value before it must be gone. The scan runs on a thread so a
+/// regression fails here instead of hanging the test run.
+#[test]
+fn whitespace_of_every_kind_in_a_pii_value_ends_the_scan() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let s = unkeyed();
+        let mut outs = Vec::new();
+        for ws in [
+            " ",
+            "\t",
+            "\x0c",
+            "\x0b",
+            "\r",
+            "\n",
+            "\x0c\x0c \t",
+            " \x0c",
+        ] {
+            let escaped: String = ws.bytes().map(|b| format!("%{b:02X}")).collect();
+            outs.push(s.text(&format!("BuyerName=Jane{ws}Doe")));
+            outs.push(s.text(&format!("note BuyerName: Jane{ws}")));
+            outs.push(s.url(&format!("/o?BuyerName=Jane{escaped}Doe&x=1")));
+            outs.push(s.url(&format!("/o/BuyerName=Jane{escaped}")));
+        }
+        let _ = tx.send(outs);
+    });
+    let outs = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the scrubber came back from whitespace in a PII value");
+    for out in outs {
+        assert!(!readable(&out).contains("jane"), "{out:?}");
+    }
+}
+
 #[test]
 fn a_value_hidden_behind_another_detection_is_found_too() {
     // Found by fuzzing (fuzz target `scrub`): a phone glued to an IPv6

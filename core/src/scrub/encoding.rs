@@ -51,12 +51,15 @@ pub fn percent_encode(text: &str) -> String {
     // follow it: ` 371449635963539` logged as `%20371449635963539` reads,
     // undecoded, as a 17-digit number that passes the Luhn check, a card
     // that was never in the input. Digits right after such an escape are
-    // escaped too, so no digit run forms across an escape.
+    // escaped too, so no digit run forms across an escape; so are the
+    // number separators `.` and `-` (`%36.14496300` reads as the phone
+    // `36.14496300`), whose escapes `%2E` and `%2D` end the chain.
     let mut after_digit_escape = false;
     for &c in text.as_bytes() {
         let plain = c.is_ascii_alphanumeric()
             || matches!(c, b'-' | b'.' | b'_' | b'~' | b':' | b'[' | b']');
-        if plain && !(after_digit_escape && c.is_ascii_digit()) {
+        let continues_a_number = c.is_ascii_digit() || matches!(c, b'.' | b'-');
+        if plain && !(after_digit_escape && continues_a_number) {
             out.push(c as char);
             after_digit_escape = false;
         } else {
@@ -92,6 +95,15 @@ mod tests {
         assert_eq!(percent_decode(&encoded, false), "0004 371449635963539+4");
         // A letter after the escape stays as it is.
         assert_eq!(percent_encode("a b"), "a%20b");
+        // Nor does a separator carry a number on (fuzz target `scrub`):
+        // `%36.14496300` would read as the phone `36.14496300`.
+        let encoded = percent_encode(" 6.14496300 7-2065550142");
+        assert_eq!(encoded, "%20%36%2E14496300%20%37%2D2065550142");
+        assert_eq!(percent_decode(&encoded, false), " 6.14496300 7-2065550142");
+        assert!(
+            crate::scrub::detect::detect(&encoded).is_empty(),
+            "{encoded}"
+        );
     }
 
     #[test]

@@ -168,6 +168,21 @@ fn headers_are_dropped_or_reduced() {
         s.header("authorization", "abcdef"),
         HeaderOutcome::Value("[redacted]".into())
     );
+    // A first word that is no scheme name is not kept as one (fuzz).
+    for value in ["4111111111111111 x", "2065550142 x", "jane@example.com x"] {
+        assert_eq!(
+            s.header("proxy-authorization", value),
+            HeaderOutcome::Value("[redacted]".into()),
+            "{value}"
+        );
+    }
+    assert_eq!(
+        s.header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=AKIA/x, Signature=ab"
+        ),
+        HeaderOutcome::Value("AWS4-HMAC-SHA256 [redacted]".into())
+    );
     assert_eq!(
         s.header("cookie", "session-id=123-456; ubid=abc@x.com"),
         HeaderOutcome::Value("session-id=[redacted]; ubid=[redacted]".into())

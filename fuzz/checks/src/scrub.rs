@@ -106,7 +106,7 @@ pub fn check(data: &[u8]) {
         ));
     }
     for (view, shown) in views {
-        let masked = mask_tokens(&shown);
+        let masked = mask_tokens(&shown, &subject);
         let found = detect::detect(&masked);
         if let Some(d) = found.first() {
             panic!(
@@ -150,8 +150,16 @@ fn is_token(s: &str) -> bool {
 }
 
 /// Replaces each token by one NUL byte, which no detector matches (the
-/// scrubber itself marks handled spans that way).
-fn mask_tokens(s: &str) -> String {
+/// scrubber itself marks handled spans that way). Something shaped like a
+/// pseudonym that the input already held is text, not a token: masking it
+/// would cut a run such as `p:sshx-buyer-ema411.0.113.7` into a fake IPv4
+/// address that neither the input nor a reader of the log has.
+fn mask_tokens(s: &str, subject: &str) -> String {
+    let decoded = decode_fully(subject, false, ROUNDS);
+    let forged = |t: &[u8]| {
+        let t = String::from_utf8_lossy(t);
+        subject.contains(t.as_ref()) || decoded.contains(t.as_ref())
+    };
     let b = s.as_bytes();
     let mut out = String::with_capacity(s.len());
     let mut i = 0;
@@ -160,7 +168,10 @@ fn mask_tokens(s: &str) -> String {
         if let Some(p) = PLACEHOLDERS.iter().find(|p| rest.starts_with(**p)) {
             out.push('\0');
             i += p.len();
-        } else if b.get(i..i + PSEUDONYM_LEN).is_some_and(is_pseudonym) {
+        } else if b
+            .get(i..i + PSEUDONYM_LEN)
+            .is_some_and(|t| is_pseudonym(t) && !forged(t))
+        {
             out.push('\0');
             i += PSEUDONYM_LEN;
         } else {

@@ -6,8 +6,9 @@
 //!
 //! Property: the scrubbed output, with the scrubber's own tokens masked
 //! (placeholders such as `[email]`, pseudonyms `p:` + 16 characters), holds
-//! nothing the detectors find, read as it is and percent-decoded the way
-//! the scrubber reads its input (`+` as a space in query strings only).
+//! nothing the detectors find, read percent-decoded the way the scrubber
+//! reads its input (`+` as a space in query strings only), and, read as it
+//! is, no detected value that the input held.
 //! Inputs encoded more often than the
 //! scrubber claims to see through (docs/logging.md: raw, once, twice) are
 //! out of scope and skipped.
@@ -105,14 +106,27 @@ pub fn check(data: &[u8]) {
             decode_fully(query, true, ROUNDS),
         ));
     }
+    // Read undecoded, the escapes' own hex digits can shape something a
+    // detector matches (`%2E::` reads as the IPv6 address `2e::`). The
+    // scrubber avoids the digit runs it can (docs/logging.md), but what
+    // counts as surviving PII in that view is a value the input held; a
+    // shape made of escape digits carries nothing of the input.
+    let input_text = format!(
+        "{subject}\n{}\n{}",
+        decode_fully(&subject, false, ROUNDS),
+        decode_fully(&subject, true, ROUNDS)
+    )
+    .to_lowercase();
     for (view, shown) in views {
         let masked = mask_tokens(&shown, &subject);
-        let found = detect::detect(&masked);
-        if let Some(d) = found.first() {
+        for d in detect::detect(&masked) {
+            let text = masked.get(d.start..d.end).unwrap_or_default();
+            if view == "as logged" && !input_text.contains(&text.to_lowercase()) {
+                continue;
+            }
             panic!(
-                "{:?} survives scrubbing ({view}): {:?} in {out:?}",
-                d.kind,
-                masked.get(d.start..d.end).unwrap_or_default()
+                "{:?} survives scrubbing ({view}): {text:?} in {out:?}",
+                d.kind
             );
         }
     }

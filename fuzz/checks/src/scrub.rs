@@ -57,7 +57,15 @@ pub fn check(data: &[u8]) {
     let mut input = Input::new(data);
     let op = input.byte();
     let scrubber = scrubber(op & 0x80 != 0);
-    let url_like = matches!(op & 0x7f, 32..=63);
+    // Request targets and the URL-valued headers are logged the way the
+    // scrubber re-encodes URLs, and read decoded.
+    let url_header = |name: &str| {
+        matches!(
+            name.to_ascii_lowercase().as_str(),
+            "referer" | "origin" | "location"
+        )
+    };
+    let mut url_like = matches!(op & 0x7f, 32..=63);
     let (out, subject) = match op & 0x7f {
         0..=31 => {
             let text = crate::text(input.rest());
@@ -69,6 +77,7 @@ pub fn check(data: &[u8]) {
         }
         64..=95 => {
             let name = HEADERS[input.byte() as usize % HEADERS.len()];
+            url_like = url_header(name);
             let value = crate::text(input.rest());
             match scrubber.header(name, &value) {
                 HeaderOutcome::Drop => return,
@@ -77,6 +86,7 @@ pub fn check(data: &[u8]) {
         }
         96..=111 => {
             let name = crate::text(input.short(32));
+            url_like = url_header(&name);
             let value = crate::text(input.rest());
             match scrubber.header(&name, &value) {
                 HeaderOutcome::Drop => return,
@@ -93,8 +103,10 @@ pub fn check(data: &[u8]) {
     if beyond_claimed_encodings(&subject) {
         return;
     }
-    // A request target is logged percent-encoded where it was scrubbed:
-    // read it decoded (as logged, `%20` glues to the digits after it).
+    // A URL is logged percent-encoded where it was scrubbed: read it
+    // decoded (as logged, escapes change what the detectors see around
+    // them: `%20` glues to the digits after it, and an escape's hex digits
+    // join the text beside it).
     let mut views = vec![("decoded", decode_fully(&out, false, ROUNDS))];
     if !url_like {
         views.push(("as logged", out.clone()));

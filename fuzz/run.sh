@@ -15,6 +15,11 @@
 # copy it to fuzz/regressions/<target>/ with the fix so `make test` replays
 # it. Exits non-zero if any target found a failure.
 #
+# FUZZ_TIMEOUT (default 10 s per input): an input slower than this is a
+# failure (a hang: in Envoy it would stall the worker). Raise it only as
+# far as needed, e.g. 60 on a loaded machine; an hour-long timeout once hid
+# a real endless loop for an hour (docs/reliability.md, finding 6).
+#
 # FUZZ_SANITIZER (default `none`): the code under test is safe Rust (no
 # `unsafe` in core/), so AddressSanitizer finds nothing a panic would not,
 # at a third of the speed; `FUZZ_SANITIZER=address` turns it back on.

@@ -130,10 +130,15 @@ pub fn check(data: &[u8]) {
     )
     .to_lowercase();
     for (view, shown) in views {
-        let masked = mask_tokens(&shown, &subject);
+        let (masked, look_alikes) = mask_tokens(&shown, &subject);
         for d in detect::detect(&masked) {
             let text = masked.get(d.start..d.end).unwrap_or_default();
-            if view == "as logged" && !input_text.contains(&text.to_lowercase()) {
+            // A look-alike left as text may also be the scrubber's own
+            // pseudonym (libFuzzer learns them from comparisons): a match
+            // that runs into one is the input's only if the input held it.
+            let on_look_alike = look_alikes.iter().any(|&(s, e)| d.start < e && s < d.end);
+            if (view == "as logged" || on_look_alike) && !input_text.contains(&text.to_lowercase())
+            {
                 continue;
             }
             panic!(
@@ -180,7 +185,8 @@ fn is_token(s: &str) -> bool {
 /// pseudonym that the input already held is text, not a token: masking it
 /// would cut a run such as `p:sshx-buyer-ema411.0.113.7` into a fake IPv4
 /// address that neither the input nor a reader of the log has.
-fn mask_tokens(s: &str, subject: &str) -> String {
+/// Also returns where the look-alikes left as text are in the result.
+fn mask_tokens(s: &str, subject: &str) -> (String, Vec<(usize, usize)>) {
     let decoded = decode_fully(subject, false, ROUNDS);
     let forged = |t: &[u8]| {
         let t = String::from_utf8_lossy(t);
@@ -188,17 +194,20 @@ fn mask_tokens(s: &str, subject: &str) -> String {
     };
     let b = s.as_bytes();
     let mut out = String::with_capacity(s.len());
+    let mut look_alikes = Vec::new();
     let mut i = 0;
     while i < b.len() {
         let rest = &s[i..];
         if let Some(p) = PLACEHOLDERS.iter().find(|p| rest.starts_with(**p)) {
             out.push('\0');
             i += p.len();
-        } else if b
-            .get(i..i + PSEUDONYM_LEN)
-            .is_some_and(|t| is_pseudonym(t) && !forged(t))
-        {
-            out.push('\0');
+        } else if let Some(t) = b.get(i..i + PSEUDONYM_LEN).filter(|t| is_pseudonym(t)) {
+            if forged(t) {
+                look_alikes.push((out.len(), out.len() + PSEUDONYM_LEN));
+                out.push_str(&s[i..i + PSEUDONYM_LEN]);
+            } else {
+                out.push('\0');
+            }
             i += PSEUDONYM_LEN;
         } else {
             let c = rest.chars().next().unwrap_or('\0');
@@ -206,5 +215,5 @@ fn mask_tokens(s: &str, subject: &str) -> String {
             i += c.len_utf8();
         }
     }
-    out
+    (out, look_alikes)
 }

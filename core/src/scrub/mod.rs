@@ -290,12 +290,12 @@ impl Scrubber {
                             break;
                         }
                         if c.is_ascii_whitespace() {
-                            // `c` is a space, tab or form feed (line breaks
-                            // ended the value above), so `w` moves past `e`:
-                            // a form feed once looped here for ever, hanging
-                            // the worker on a `?name=a%0Cb` query (fuzz).
+                            // The same whitespace as `c` (line breaks ended
+                            // the value above), so `w` moves past `e`: a form
+                            // feed once looped here for ever, hanging the
+                            // worker on a `?name=a%0Cb` query (fuzz).
                             let mut w = e;
-                            while matches!(at(w), b' ' | b'\t' | b'\x0c') {
+                            while at(w).is_ascii_whitespace() && !matches!(at(w), b'\n' | b'\r') {
                                 w += 1;
                             }
                             if w >= b.len() || key_starts(w) {

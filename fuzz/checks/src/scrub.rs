@@ -123,14 +123,14 @@ pub fn check(data: &[u8]) {
     // scrubber avoids the digit runs it can (docs/logging.md), but what
     // counts as surviving PII in that view is a value the input held; a
     // shape made of escape digits carries nothing of the input.
+    let subject_decoded = decode_fully(&subject, false, ROUNDS);
     let input_text = format!(
-        "{subject}\n{}\n{}",
-        decode_fully(&subject, false, ROUNDS),
+        "{subject}\n{subject_decoded}\n{}",
         decode_fully(&subject, true, ROUNDS)
     )
     .to_lowercase();
     for (view, shown) in views {
-        let (masked, look_alikes) = mask_tokens(&shown, &subject);
+        let (masked, look_alikes) = mask_tokens(&shown, &subject, &subject_decoded);
         for d in detect::detect(&masked) {
             let text = masked.get(d.start..d.end).unwrap_or_default();
             // A look-alike left as text may also be the scrubber's own
@@ -186,8 +186,7 @@ fn is_token(s: &str) -> bool {
 /// would cut a run such as `p:sshx-buyer-ema411.0.113.7` into a fake IPv4
 /// address that neither the input nor a reader of the log has.
 /// Also returns where the look-alikes left as text are in the result.
-fn mask_tokens(s: &str, subject: &str) -> (String, Vec<(usize, usize)>) {
-    let decoded = decode_fully(subject, false, ROUNDS);
+fn mask_tokens(s: &str, subject: &str, decoded: &str) -> (String, Vec<(usize, usize)>) {
     let forged = |t: &[u8]| {
         let t = String::from_utf8_lossy(t);
         subject.contains(t.as_ref()) || decoded.contains(t.as_ref())

@@ -20,6 +20,14 @@ pub fn log_key() -> &'static LogKey {
     K.get_or_init(|| LogKey::parse(&"5a".repeat(32)).expect("fixture log key parses"))
 }
 
+/// A second log key: the scrub check scrubs each input under both, so that
+/// the scrubber's own pseudonyms (which differ between the keys) are told
+/// apart from look-alikes the input held (which do not).
+pub fn other_log_key() -> &'static LogKey {
+    static K: OnceLock<LogKey> = OnceLock::new();
+    K.get_or_init(|| LogKey::parse(&"a5".repeat(32)).expect("fixture log key parses"))
+}
+
 pub fn chain_key() -> ChainKey {
     log_key().chain_key()
 }

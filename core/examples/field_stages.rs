@@ -289,7 +289,9 @@ fn main() {
             "primitive: AES-256 key expansion of the per-nonce key",
             1,
             Box::new(|| {
-                black_box(aes::Aes256::new(GenericArray::from_slice(black_box(&[7u8; 32]))));
+                black_box(aes::Aes256::new(GenericArray::from_slice(black_box(
+                    &[7u8; 32],
+                ))));
             }),
         ),
         (

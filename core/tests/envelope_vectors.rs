@@ -53,7 +53,24 @@ fn specs() -> Vec<Spec> {
             bound: &[],
             mode: Mode::Random,
             blind_index: false,
-            nonce: *b"\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b",
+            nonce: *b"\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x00",
+            plaintext: r#""buyer@example.com""#,
+            rule: json!({"selectors": ["$.payload.BuyerEmail"]}),
+            template: r#"{"payload":{"AmazonOrderId":"902-3159896-1390916","BuyerEmail":"@"}}"#,
+        },
+        Spec {
+            // The same value at the same place, as the next field of the
+            // body of the first vector: same RFC 8452 nonce (the prefix),
+            // counter 1 in the authenticated data, an unrelated envelope.
+            name: "random mode, request, second field of a body (counter 1)",
+            key_id: "k1",
+            direction: Direction::Request,
+            path: "$.payload.BuyerEmail",
+            context: "",
+            bound: &[],
+            mode: Mode::Random,
+            blind_index: false,
+            nonce: *b"\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x01",
             plaintext: r#""buyer@example.com""#,
             rule: json!({"selectors": ["$.payload.BuyerEmail"]}),
             template: r#"{"payload":{"AmazonOrderId":"902-3159896-1390916","BuyerEmail":"@"}}"#,
@@ -209,7 +226,27 @@ fn build(spec: &Spec, ring: &Keyring) -> Value {
     let env = &quoted[1..quoted.len() - 1];
     // The nonce actually used (the synthetic one in deterministic mode).
     let payload = env.split('.').nth(2).unwrap();
-    let nonce = &base64url_decode(payload)[..12];
+    let payload = base64url_decode(payload);
+    let nonce: [u8; 12] = payload[..12].try_into().unwrap();
+    let aad = aad_bytes(spec.key_id, &field, &nonce);
+    // Any RFC 8452 implementation opens the envelope: its nonce is the
+    // first eleven nonce bytes and a zero byte, its key the AEAD subkey.
+    let mut aead_nonce = [0u8; 12];
+    aead_nonce[..11].copy_from_slice(&nonce[..11]);
+    let mut canonical = Vec::new();
+    let plaintext = match spec.mode {
+        Mode::Random => spec.plaintext.as_bytes(),
+        Mode::Deterministic => {
+            dpp_core::json::canonical(spec.plaintext.as_bytes(), &mut canonical).unwrap();
+            &canonical
+        }
+    };
+    assert_eq!(
+        rfc8452_seal(aead_key(spec.key_id), &aead_nonce, &aad, plaintext),
+        payload[12..],
+        "{}: not the RFC 8452 ciphertext",
+        spec.name
+    );
     let mut rule = spec.rule.clone();
     rule["direction"] = json!(spec.direction.name());
     let document = spec.template.replace(r#""@""#, &quoted);
@@ -224,15 +261,37 @@ fn build(spec: &Spec, ring: &Keyring) -> Value {
         "bound": spec.bound.iter().map(|(sel, n, v)| json!({"selector": sel, "name": n, "value": v})).collect::<Vec<_>>(),
         "mode": match spec.mode { Mode::Random => "random", Mode::Deterministic => "deterministic" },
         "blind_index": spec.blind_index,
-        "nonce": hex(nonce),
+        "nonce": hex(&nonce),
+        "aead_nonce": hex(&aead_nonce),
         "plaintext": spec.plaintext,
         "digest": hex(&digest.0),
-        "aad": hex(&aad_bytes(spec.key_id, &field)),
+        "aad": hex(&aad),
         "envelope": env,
         "rule": rule,
         "document": document,
         "decrypted": decrypted,
     })
+}
+
+/// The AEAD subkey of a test key (docs/envelope.md, key expansion): the
+/// master keys are bytes 0x00..0x1f (k1) and 0x20..0x3f (k2).
+fn aead_key(id: &str) -> [u8; 32] {
+    let first = if id == "k1" { 0u8 } else { 0x20 };
+    let master: [u8; 32] = std::array::from_fn(|i| first + i as u8);
+    *dpp_core::kdf::subkey(&master, dpp_core::kdf::Purpose::Aead)
+}
+
+fn rfc8452_seal(key: [u8; 32], nonce: &[u8; 12], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    use aes_gcm_siv::aead::{Aead, KeyInit, Payload};
+    aes_gcm_siv::Aes256GcmSiv::new(&key.into())
+        .encrypt(
+            nonce.into(),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .unwrap()
 }
 
 fn base64url_decode(s: &str) -> Vec<u8> {
@@ -362,6 +421,17 @@ fn vector_documents_decrypt_under_their_rules() {
                 }
             }
         }
+        // The field counter: the last nonce byte, authenticated; the RFC
+        // 8452 nonce is the first eleven and a zero byte.
+        let nonce = unhex(v["nonce"].as_str().unwrap());
+        aad.extend_from_slice(&nonce[11..]);
         assert_eq!(hex(&aad), v["aad"].as_str().unwrap(), "{name}");
+        let mut aead_nonce = nonce[..11].to_vec();
+        aead_nonce.push(0);
+        assert_eq!(
+            hex(&aead_nonce),
+            v["aead_nonce"].as_str().unwrap(),
+            "{name}"
+        );
     }
 }

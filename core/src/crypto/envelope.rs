@@ -7,10 +7,19 @@
 //! Authenticated data (never sent, rebuilt by the reader):
 //!
 //! ```text
-//! AAD = u8 len || key id || D || B
+//! AAD = u8 len || key id || D || B || nonce[11]
 //! D   = SHA-256("dpg1/aad" || u8 direction || u32be len || path || u32be len || context)
 //! B   = empty, or u32be n || n x (u32be len || name || u32be len || canonical value)
 //! ```
+//!
+//! The RFC 8452 nonce is `nonce[0..11] || 00`; the last nonce byte (the
+//! field counter) is authenticated instead. A sealer draws 11 random bytes
+//! per body and counts its fields, so one key derivation (half of a seal in
+//! V8) serves up to 256 fields, while no two fields share the
+//! (authenticated data, plaintext) pair: GCM-SIV under a repeated nonce
+//! reveals only such repeated pairs (RFC 8452 §9), so equal values still
+//! give unrelated envelopes. A reader keeps the derived keys of the last
+//! nonce it saw, so a body's envelopes open with one derivation too.
 //!
 //! `D` depends only on the position (direction, canonical path, rule
 //! context), so the filter computes it once per selector at configure time
@@ -28,6 +37,7 @@ use base64ct::{Base64UrlUnpadded, Encoding};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
+use super::gcm_siv::MessageKeys;
 use super::keyring::{Key, Keyring};
 use super::prf::prf;
 use crate::json::{self, Bound};
@@ -151,7 +161,20 @@ impl fmt::Display for EnvelopeError {
 
 impl std::error::Error for EnvelopeError {}
 
-/// Builds `u8 len || key id || D || B` into `out`.
+/// Nonce bytes drawn at random per body; the rest of the nonce counts the
+/// body's fields.
+pub const NONCE_PREFIX_LEN: usize = 11;
+
+/// The RFC 8452 nonce of an envelope's nonce: its random prefix and a zero
+/// byte.
+fn aead_nonce(nonce: &[u8; NONCE_LEN]) -> [u8; NONCE_LEN] {
+    let mut n = [0u8; NONCE_LEN];
+    n[..NONCE_PREFIX_LEN].copy_from_slice(&nonce[..NONCE_PREFIX_LEN]);
+    n
+}
+
+/// Builds `u8 len || key id || D || B` into `out`: the authenticated data
+/// without the field counter (the deterministic nonce's input).
 fn aad(out: &mut Vec<u8>, key_id: &str, field: &Field<'_>) {
     out.clear();
     // Key ids are at most 32 bytes (KeyId::MAX_LEN), so the length fits.
@@ -170,45 +193,69 @@ fn aad(out: &mut Vec<u8>, key_id: &str, field: &Field<'_>) {
     }
 }
 
-/// The authenticated data of a field, as bytes (test vectors, other
-/// implementations).
-pub fn aad_bytes(key_id: &str, field: &Field<'_>) -> Vec<u8> {
+/// The authenticated data of a field sealed under `nonce`, as bytes (test
+/// vectors, other implementations).
+pub fn aad_bytes(key_id: &str, field: &Field<'_>, nonce: &[u8; NONCE_LEN]) -> Vec<u8> {
     let mut out = Vec::new();
     aad(&mut out, key_id, field);
+    out.extend_from_slice(&nonce[NONCE_PREFIX_LEN..]);
     out
 }
 
-/// Reusable buffers so sealing many fields allocates once per body.
+/// Reusable state for the fields of one body: buffers (allocated once per
+/// body), the nonce prefix and field counter, and the per-nonce keys last
+/// derived. Use one per body; a new body's `Scratch` draws a new prefix.
 #[derive(Default)]
 pub struct Scratch {
     aad: Vec<u8>,
     buf: Vec<u8>,
     canon: Vec<u8>,
-    /// Random nonces drawn in batches: one call to the system source (a
-    /// host call in the proxy) per [`NONCE_BATCH`] fields instead of one
-    /// per field.
-    nonces: Vec<u8>,
-    nonce_pos: usize,
+    /// The random nonce prefix and the next field counter (random mode).
+    prefix: Option<([u8; NONCE_PREFIX_LEN], u32)>,
+    /// Per-nonce keys kept from the last seal or open, with the key they
+    /// were derived under ([`Key::instance`]).
+    kept: Option<(u64, MessageKeys)>,
 }
 
-/// Nonces fetched per call to the random source.
-pub const NONCE_BATCH: usize = 16;
-
 impl Scratch {
-    fn random_nonce(&mut self, out: &mut [u8]) -> Result<(), EnvelopeError> {
-        if self.nonce_pos + NONCE_LEN > self.nonces.len() {
-            self.nonces.resize(NONCE_LEN * NONCE_BATCH, 0);
-            getrandom::fill(&mut self.nonces).map_err(|_| EnvelopeError::Seal)?;
-            self.nonce_pos = 0;
-        }
-        let next = self
-            .nonces
-            .get(self.nonce_pos..self.nonce_pos + NONCE_LEN)
-            .ok_or(EnvelopeError::Seal)?;
-        out.copy_from_slice(next);
-        self.nonce_pos += NONCE_LEN;
-        Ok(())
+    /// The next random-mode nonce: the body's prefix and the field counter.
+    /// One call to the random source (a host call in the proxy) per 256
+    /// fields of a body: a longer body draws another prefix (and derives
+    /// keys once more) rather than reuse a counter.
+    fn random_nonce(&mut self) -> Result<[u8; NONCE_LEN], EnvelopeError> {
+        let (prefix, counter) = match self.prefix {
+            Some((prefix, counter)) if counter <= u32::from(u8::MAX) => (prefix, counter),
+            _ => {
+                let mut prefix = [0u8; NONCE_PREFIX_LEN];
+                getrandom::fill(&mut prefix).map_err(|_| EnvelopeError::Seal)?;
+                (prefix, 0)
+            }
+        };
+        self.prefix = Some((prefix, counter + 1));
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce[..NONCE_PREFIX_LEN].copy_from_slice(&prefix);
+        // counter <= u8::MAX here, so its low byte is all of it.
+        nonce[NONCE_PREFIX_LEN..].copy_from_slice(&counter.to_be_bytes()[3..]);
+        Ok(nonce)
     }
+}
+
+/// The per-nonce keys for `nonce` under `key`: the kept ones when they
+/// match, else derived and kept.
+fn message_keys<'s>(
+    kept: &'s mut Option<(u64, MessageKeys)>,
+    key: &Key,
+    nonce: &[u8; NONCE_LEN],
+) -> &'s MessageKeys {
+    let aead_nonce = aead_nonce(nonce);
+    if !matches!(kept, Some((instance, keys))
+        if *instance == key.instance && keys.nonce() == &aead_nonce)
+    {
+        *kept = None;
+    }
+    &kept
+        .get_or_insert_with(|| (key.instance, key.aead.message_keys(&aead_nonce)))
+        .1
 }
 
 impl Drop for Scratch {
@@ -289,19 +336,21 @@ fn seal_inner(
         raw
     };
 
-    let mut nonce = [0u8; NONCE_LEN];
-    match (given_nonce, opts.mode) {
-        (Some(n), _) => nonce = n,
-        (None, Mode::Random) => scratch.random_nonce(&mut nonce)?,
+    let nonce = match (given_nonce, opts.mode) {
+        (Some(n), _) => n,
+        (None, Mode::Random) => scratch.random_nonce()?,
         (None, Mode::Deterministic) => {
             let mut mac = prf(&key.nonce_key);
             mac.update(&(scratch.aad.len() as u32).to_be_bytes());
             mac.update(&scratch.aad);
             mac.update(plaintext);
             let prf = mac.finalize().into_bytes();
+            let mut nonce = [0u8; NONCE_LEN];
             nonce.copy_from_slice(&prf[..NONCE_LEN]);
+            nonce
         }
-    }
+    };
+    scratch.aad.extend_from_slice(&nonce[NONCE_PREFIX_LEN..]);
     let plaintext: &[u8] = if opts.mode == Mode::Deterministic {
         &scratch.canon
     } else {
@@ -311,9 +360,8 @@ fn seal_inner(
     buf.clear();
     buf.extend_from_slice(&nonce);
     buf.extend_from_slice(plaintext);
-    let tag = key
-        .aead
-        .seal_in_place(&nonce, &scratch.aad, &mut buf[NONCE_LEN..])
+    let tag = message_keys(&mut scratch.kept, key, &nonce)
+        .seal_in_place(&scratch.aad, &mut buf[NONCE_LEN..])
         .map_err(|_| EnvelopeError::Seal)?;
     buf.extend_from_slice(&tag);
 
@@ -392,7 +440,6 @@ pub fn open_into(
     if n < NONCE_LEN + TAG_LEN {
         return Err(EnvelopeError::Malformed);
     }
-    aad(&mut scratch.aad, id, field);
     let (nonce, rest) = buf.split_at_mut(NONCE_LEN);
     let (body, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
     let (Ok(nonce), Ok(tag)) = (
@@ -401,8 +448,10 @@ pub fn open_into(
     ) else {
         return Err(EnvelopeError::Malformed);
     };
-    key.aead
-        .open_in_place(nonce, &scratch.aad, body, tag)
+    aad(&mut scratch.aad, id, field);
+    scratch.aad.extend_from_slice(&nonce[NONCE_PREFIX_LEN..]);
+    message_keys(&mut scratch.kept, key, nonce)
+        .open_in_place(&scratch.aad, body, tag)
         .map_err(|_| EnvelopeError::Tampered)?;
     let plaintext: &[u8] = body;
     json::validate(plaintext).map_err(|_| EnvelopeError::BadPlaintext)?;

@@ -64,8 +64,10 @@ impl Aes256GcmSiv {
     /// RFC 8452 §4, key derivation: blocks `le32(i) || nonce` for i in
     /// 0..6, encrypted in one call; the first 8 bytes of each make the
     /// 128-bit authentication key (blocks 0-1) and the 256-bit encryption
-    /// key (blocks 2-5).
-    fn message_keys(&self, nonce: &[u8; NONCE_LEN]) -> (Polyval, Aes256) {
+    /// key (blocks 2-5). About half of a short message's seal in V8
+    /// (docs/performance.md): a caller sealing many messages under one
+    /// nonce keeps the result and seals each through it.
+    pub fn message_keys(&self, nonce: &[u8; NONCE_LEN]) -> MessageKeys {
         let mut blocks = [Block::default(); 6];
         for (i, block) in blocks.iter_mut().enumerate() {
             block[..4].copy_from_slice(&(i as u32).to_le_bytes());
@@ -78,42 +80,11 @@ impl Aes256GcmSiv {
             block.as_mut_slice().zeroize();
         }
         let (auth, enc) = keys.split_at(16);
-        (
-            Polyval::new(GenericArray::from_slice(auth)),
-            Aes256::new(GenericArray::from_slice(enc)),
-        )
-    }
-
-    /// RFC 8452 §4, the tag: POLYVAL over the padded AAD, the padded
-    /// plaintext and the bit lengths; XOR the nonce; clear the top bit;
-    /// encrypt with the message key.
-    fn tag(
-        mut polyval: Polyval,
-        encryption: &Aes256,
-        nonce: &[u8; NONCE_LEN],
-        aad: &[u8],
-        plaintext: &[u8],
-    ) -> [u8; TAG_LEN] {
-        polyval.update_padded(aad);
-        polyval.update_padded(plaintext);
-        let mut lengths = GenericArray::default();
-        lengths[..8].copy_from_slice(&(aad.len() as u64 * 8).to_le_bytes());
-        lengths[8..].copy_from_slice(&(plaintext.len() as u64 * 8).to_le_bytes());
-        polyval.update(&[lengths]);
-        let mut s = polyval.finalize();
-        for (byte, n) in s.iter_mut().zip(nonce) {
-            *byte ^= n;
+        MessageKeys {
+            nonce: *nonce,
+            authentication: Polyval::new(GenericArray::from_slice(auth)),
+            encryption: Aes256::new(GenericArray::from_slice(enc)),
         }
-        s[15] &= 0x7f;
-        encryption.encrypt_block(&mut s);
-        s.into()
-    }
-
-    /// The CTR keystream starts at the tag with its top bit set.
-    fn apply_keystream(encryption: &Aes256, tag: &[u8; TAG_LEN], buf: &mut [u8]) {
-        let mut counter = GenericArray::clone_from_slice(tag);
-        counter[15] |= 0x80;
-        Ctr32LE::inner_iv_init(encryption, &counter).apply_keystream_partial(buf.into());
     }
 
     /// Encrypts `buf` in place and returns the tag.
@@ -123,13 +94,7 @@ impl Aes256GcmSiv {
         aad: &[u8],
         buf: &mut [u8],
     ) -> Result<[u8; TAG_LEN], AeadError> {
-        if buf.len() as u64 > MAX_LEN || aad.len() as u64 > MAX_LEN {
-            return Err(AeadError);
-        }
-        let (polyval, encryption) = self.message_keys(nonce);
-        let tag = Self::tag(polyval, &encryption, nonce, aad, buf);
-        Self::apply_keystream(&encryption, &tag, buf);
-        Ok(tag)
+        self.message_keys(nonce).seal_in_place(aad, buf)
     }
 
     /// Decrypts `buf` in place if `tag` authenticates it. On a mismatch
@@ -142,18 +107,7 @@ impl Aes256GcmSiv {
         buf: &mut [u8],
         tag: &[u8; TAG_LEN],
     ) -> Result<(), AeadError> {
-        if buf.len() as u64 > MAX_LEN || aad.len() as u64 > MAX_LEN {
-            return Err(AeadError);
-        }
-        let (polyval, encryption) = self.message_keys(nonce);
-        Self::apply_keystream(&encryption, tag, buf);
-        let expected = Self::tag(polyval, &encryption, nonce, aad, buf);
-        if bool::from(expected.ct_eq(tag)) {
-            Ok(())
-        } else {
-            buf.iter_mut().for_each(|b| *b = 0);
-            Err(AeadError)
-        }
+        self.message_keys(nonce).open_in_place(aad, buf, tag)
     }
 
     /// Allocating form (the npm package's RFC 8452 API): ciphertext || tag.
@@ -183,6 +137,84 @@ impl Aes256GcmSiv {
         let mut out = Zeroizing::new(ciphertext.to_vec());
         self.open_in_place(nonce, aad, &mut out, tag)?;
         Ok(out)
+    }
+}
+
+/// The per-nonce subkeys of one nonce (RFC 8452 §4), bound to it: every
+/// message sealed or opened through them uses that nonce. Sealing several
+/// messages under one nonce is what GCM-SIV is built to survive (RFC 8452
+/// §9: only messages equal in both authenticated data and plaintext give
+/// equal ciphertexts); the caller keeps those pairs distinct
+/// (docs/envelope.md: the field counter in the authenticated data).
+#[derive(Clone)]
+pub struct MessageKeys {
+    nonce: [u8; NONCE_LEN],
+    authentication: Polyval,
+    encryption: Aes256,
+}
+
+impl MessageKeys {
+    /// The nonce these keys were derived from.
+    pub fn nonce(&self) -> &[u8; NONCE_LEN] {
+        &self.nonce
+    }
+
+    /// RFC 8452 §4, the tag: POLYVAL over the padded AAD, the padded
+    /// plaintext and the bit lengths; XOR the nonce; clear the top bit;
+    /// encrypt with the message key.
+    fn tag(&self, aad: &[u8], plaintext: &[u8]) -> [u8; TAG_LEN] {
+        let mut polyval = self.authentication.clone();
+        polyval.update_padded(aad);
+        polyval.update_padded(plaintext);
+        let mut lengths = GenericArray::default();
+        lengths[..8].copy_from_slice(&(aad.len() as u64 * 8).to_le_bytes());
+        lengths[8..].copy_from_slice(&(plaintext.len() as u64 * 8).to_le_bytes());
+        polyval.update(&[lengths]);
+        let mut s = polyval.finalize();
+        for (byte, n) in s.iter_mut().zip(&self.nonce) {
+            *byte ^= n;
+        }
+        s[15] &= 0x7f;
+        self.encryption.encrypt_block(&mut s);
+        s.into()
+    }
+
+    /// The CTR keystream starts at the tag with its top bit set.
+    fn apply_keystream(&self, tag: &[u8; TAG_LEN], buf: &mut [u8]) {
+        let mut counter = GenericArray::clone_from_slice(tag);
+        counter[15] |= 0x80;
+        Ctr32LE::inner_iv_init(&self.encryption, &counter).apply_keystream_partial(buf.into());
+    }
+
+    /// Encrypts `buf` in place and returns the tag.
+    pub fn seal_in_place(&self, aad: &[u8], buf: &mut [u8]) -> Result<[u8; TAG_LEN], AeadError> {
+        if buf.len() as u64 > MAX_LEN || aad.len() as u64 > MAX_LEN {
+            return Err(AeadError);
+        }
+        let tag = self.tag(aad, buf);
+        self.apply_keystream(&tag, buf);
+        Ok(tag)
+    }
+
+    /// Decrypts `buf` in place if `tag` authenticates it; on a mismatch the
+    /// buffer is wiped.
+    pub fn open_in_place(
+        &self,
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), AeadError> {
+        if buf.len() as u64 > MAX_LEN || aad.len() as u64 > MAX_LEN {
+            return Err(AeadError);
+        }
+        self.apply_keystream(tag, buf);
+        let expected = self.tag(aad, buf);
+        if bool::from(expected.ct_eq(tag)) {
+            Ok(())
+        } else {
+            buf.iter_mut().for_each(|b| *b = 0);
+            Err(AeadError)
+        }
     }
 }
 
@@ -217,6 +249,35 @@ mod tests {
             let mut opened = a.clone();
             ours.open_in_place(&nonce, &aad, &mut opened, &tag_a).unwrap();
             prop_assert_eq!(&opened, &msg);
+        }
+
+        /// Messages sealed one after the other through one nonce's kept
+        /// keys are exactly what the crate gives for that nonce, message by
+        /// message: keeping the keys changes the cost, not the output.
+        #[test]
+        fn kept_message_keys_seal_as_the_crate_does(
+            key in any::<[u8; 32]>(),
+            nonce in any::<[u8; 12]>(),
+            messages in proptest::collection::vec(
+                (proptest::collection::vec(any::<u8>(), 0..40), proptest::collection::vec(any::<u8>(), 0..60)),
+                1..5,
+            ),
+        ) {
+            let ours = Aes256GcmSiv::new(&key);
+            let theirs = <aes_gcm_siv::Aes256GcmSiv as KeyInit>::new(&key.into());
+            let kept = ours.message_keys(&nonce);
+            for (aad, msg) in messages {
+                let mut a = msg.clone();
+                let tag_a = kept.seal_in_place(&aad, &mut a).unwrap();
+                let mut b = msg.clone();
+                let tag_b = theirs
+                    .encrypt_in_place_detached((&nonce).into(), &aad, &mut b)
+                    .unwrap();
+                prop_assert_eq!(&a, &b);
+                prop_assert_eq!(&tag_a[..], &tag_b[..]);
+                kept.open_in_place(&aad, &mut a, &tag_a).unwrap();
+                prop_assert_eq!(&a, &msg);
+            }
         }
 
         /// Any change to nonce, AAD, ciphertext or tag is refused, and the

@@ -13,6 +13,7 @@
 //! (`primary=` names it); old keys keep decrypting until removed.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::gcm_siv::Aes256GcmSiv;
 use base64ct::{Base64UrlUnpadded, Encoding};
@@ -116,6 +117,10 @@ pub struct Key {
     /// nonce-derivation output and vice versa.
     pub(crate) nonce_key: Zeroizing<[u8; KEY_LEN]>,
     pub(crate) index_key: Zeroizing<[u8; KEY_LEN]>,
+    /// Which expansion of key material this is, unique in the process: an
+    /// envelope [`super::envelope::Scratch`] keeps derived per-nonce keys
+    /// only for the key they came from (two keyrings may both have a `k1`).
+    pub(crate) instance: u64,
 }
 
 impl Key {
@@ -125,11 +130,13 @@ impl Key {
     fn expand(id: KeyId, master: &Zeroizing<[u8; KEY_LEN]>) -> Key {
         let enc = subkey(master, Purpose::Aead);
         let aead = Aes256GcmSiv::new(&enc);
+        static INSTANCES: AtomicU64 = AtomicU64::new(0);
         Key {
             id,
             aead,
             nonce_key: subkey(master, Purpose::SyntheticNonce),
             index_key: subkey(master, Purpose::BlindIndex),
+            instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
         }
     }
 

@@ -403,11 +403,174 @@ fn record_fields_are_bound() {
                 digest: &digest,
                 bound: rec.bound(),
             },
+            &[0; NONCE_LEN],
         )
     };
     assert_ne!(
         aad(&Rec::new(&[("ab", "1")])),
         aad(&Rec::new(&[("a", "b1")]))
     );
-    assert_eq!(aad(&Rec::new(&[])).len(), 1 + 2 + 32);
+    assert_eq!(aad(&Rec::new(&[])).len(), 1 + 2 + 32 + 1);
+}
+
+/// Seals `raw` at `$.a` (request, no context) with the given scratch.
+fn seal_with(scratch: &mut Scratch, ring: &Keyring, key: &str, raw: &[u8]) -> String {
+    let digest = FieldDigest::new(Flow::Request, "$.a", b"");
+    let field = Field {
+        path: "$.a",
+        context: b"",
+        digest: &digest,
+        bound: Bound::from_parts(&[], &[], &[]),
+    };
+    let mut out = Vec::new();
+    seal_into(
+        ring.get(key).unwrap(),
+        &field,
+        raw,
+        opts_random(),
+        scratch,
+        &mut out,
+    )
+    .unwrap();
+    let s = String::from_utf8(out).unwrap();
+    s[1..s.len() - 1].to_string()
+}
+
+fn opts_random() -> SealOptions {
+    SealOptions {
+        mode: Mode::Random,
+        blind_index: false,
+    }
+}
+
+fn nonce_of(env: &str) -> Vec<u8> {
+    let payload = env.split('.').nth(2).unwrap();
+    Base64UrlUnpadded::decode_vec(payload).unwrap()[..NONCE_LEN].to_vec()
+}
+
+fn with_nonce(env: &str, nonce: &[u8]) -> String {
+    let mut parts: Vec<String> = env.split('.').map(str::to_string).collect();
+    let mut payload = Base64UrlUnpadded::decode_vec(&parts[2]).unwrap();
+    payload[..NONCE_LEN].copy_from_slice(nonce);
+    parts[2] = Base64UrlUnpadded::encode_string(&payload);
+    parts.join(".")
+}
+
+/// The fields of one body share the random prefix (one key derivation)
+/// and count up; equal values at one place still give unrelated
+/// envelopes, and each opens alone or beside the others.
+#[test]
+fn fields_of_one_body_share_the_derivation_not_the_envelope() {
+    let ring = ring();
+    let mut scratch = Scratch::default();
+    let envs: Vec<String> = (0..3)
+        .map(|_| seal_with(&mut scratch, &ring, "k1", b"\"jane@example.com\""))
+        .collect();
+    let nonces: Vec<Vec<u8>> = envs.iter().map(|e| nonce_of(e)).collect();
+    for (i, n) in nonces.iter().enumerate() {
+        assert_eq!(n[..NONCE_PREFIX_LEN], nonces[0][..NONCE_PREFIX_LEN]);
+        assert_eq!(n[NONCE_PREFIX_LEN..], [i as u8]);
+    }
+    assert_ne!(envs[0], envs[1]);
+    assert_ne!(envs[1], envs[2]);
+    // The ciphertexts share nothing either (a shared keystream would show
+    // as equal bytes after the nonce).
+    let body = |e: &str| {
+        Base64UrlUnpadded::decode_vec(e.split('.').nth(2).unwrap()).unwrap()[NONCE_LEN..].to_vec()
+    };
+    assert_ne!(body(&envs[0])[..8], body(&envs[1])[..8]);
+    let mut reader = Scratch::default();
+    for env in &envs {
+        assert_eq!(
+            open(&ring, "$.a", env, b"").unwrap(),
+            b"\"jane@example.com\""
+        );
+        let mut out = Vec::new();
+        let digest = FieldDigest::new(Flow::Request, "$.a", b"");
+        let field = Field {
+            path: "$.a",
+            context: b"",
+            digest: &digest,
+            bound: Bound::from_parts(&[], &[], &[]),
+        };
+        open_into(&ring, &field, env.as_bytes(), &mut reader, &mut out).unwrap();
+        assert_eq!(out, b"\"jane@example.com\"");
+    }
+    // A new body (a new scratch) draws another prefix.
+    let other = seal_with(&mut Scratch::default(), &ring, "k1", b"1");
+    assert_ne!(
+        nonce_of(&other)[..NONCE_PREFIX_LEN],
+        nonces[0][..NONCE_PREFIX_LEN]
+    );
+}
+
+/// The counter is authenticated: an envelope given another field's counter,
+/// or another body's prefix, does not open.
+#[test]
+fn a_changed_counter_or_prefix_fails() {
+    let ring = ring();
+    let mut scratch = Scratch::default();
+    let first = seal_with(&mut scratch, &ring, "k1", b"\"a\"");
+    let second = seal_with(&mut scratch, &ring, "k1", b"\"a\"");
+    let n1 = nonce_of(&first);
+    assert_eq!(
+        open(&ring, "$.a", &with_nonce(&second, &n1), b""),
+        Err(EnvelopeError::Tampered)
+    );
+    let mut prefix_changed = nonce_of(&second);
+    prefix_changed[0] ^= 1;
+    assert_eq!(
+        open(&ring, "$.a", &with_nonce(&second, &prefix_changed), b""),
+        Err(EnvelopeError::Tampered)
+    );
+}
+
+/// Past 256 fields a body draws a new prefix rather than reuse a counter.
+#[test]
+fn a_body_past_the_counter_draws_a_new_prefix() {
+    let mut scratch = Scratch::default();
+    let first = scratch.random_nonce().unwrap();
+    let prefix: [u8; NONCE_PREFIX_LEN] = first[..NONCE_PREFIX_LEN].try_into().unwrap();
+    scratch.prefix = Some((prefix, u32::from(u8::MAX)));
+    let last = scratch.random_nonce().unwrap();
+    assert_eq!(last[..NONCE_PREFIX_LEN], prefix);
+    assert_eq!(last[NONCE_PREFIX_LEN..], [0xff]);
+    let next = scratch.random_nonce().unwrap();
+    assert_ne!(next[..NONCE_PREFIX_LEN], prefix);
+    assert_eq!(next[NONCE_PREFIX_LEN..], [0]);
+}
+
+/// Kept per-nonce keys belong to one key: envelopes of two keys under one
+/// nonce, opened in turn through one scratch, each open under their own.
+#[test]
+fn kept_keys_are_never_used_for_another_key() {
+    let ring = ring();
+    let digest = FieldDigest::new(Flow::Request, "$.a", b"");
+    let field = Field {
+        path: "$.a",
+        context: b"",
+        digest: &digest,
+        bound: Bound::from_parts(&[], &[], &[]),
+    };
+    let nonce = [7u8; NONCE_LEN];
+    let sealed = |key: &str| {
+        let mut out = Vec::new();
+        seal_with_nonce(
+            ring.get(key).unwrap(),
+            &field,
+            b"42",
+            opts_random(),
+            nonce,
+            &mut out,
+        )
+        .unwrap();
+        String::from_utf8(out[1..out.len() - 1].to_vec()).unwrap()
+    };
+    let (a, b) = (sealed("k1"), sealed("k2"));
+    let mut reader = Scratch::default();
+    for env in [&a, &b, &a, &b] {
+        let mut out = Vec::new();
+        open_into(&ring, &field, env.as_bytes(), &mut reader, &mut out).unwrap();
+        assert_eq!(out, b"42");
+    }
 }

@@ -319,13 +319,8 @@ fn refusals_are_classified() {
     // Sealing something that is not JSON (a bug upstream of us) fails
     // in deterministic mode, which must canonicalize it.
     let mut out = Vec::new();
-    let digest = FieldDigest::new(Flow::Request, "$.a", b"");
-    let field = Field {
-        path: "$.a",
-        context: b"",
-        digest: &digest,
-        bound: Bound::NONE,
-    };
+    let digest = digest_a();
+    let field = field_a(&digest);
     assert_eq!(
         seal_into(
             ring.primary(),
@@ -415,13 +410,8 @@ fn record_fields_are_bound() {
 
 /// Seals `raw` at `$.a` (request, no context) with the given scratch.
 fn seal_with(scratch: &mut Scratch, ring: &Keyring, key: &str, raw: &[u8]) -> String {
-    let digest = FieldDigest::new(Flow::Request, "$.a", b"");
-    let field = Field {
-        path: "$.a",
-        context: b"",
-        digest: &digest,
-        bound: Bound::from_parts(&[], &[], &[]),
-    };
+    let digest = digest_a();
+    let field = field_a(&digest);
     let mut out = Vec::new();
     seal_into(
         ring.get(key).unwrap(),
@@ -486,13 +476,8 @@ fn fields_of_one_body_share_the_derivation_not_the_envelope() {
             b"\"jane@example.com\""
         );
         let mut out = Vec::new();
-        let digest = FieldDigest::new(Flow::Request, "$.a", b"");
-        let field = Field {
-            path: "$.a",
-            context: b"",
-            digest: &digest,
-            bound: Bound::from_parts(&[], &[], &[]),
-        };
+        let digest = digest_a();
+        let field = field_a(&digest);
         open_into(&ring, &field, env.as_bytes(), &mut reader, &mut out).unwrap();
         assert_eq!(out, b"\"jane@example.com\"");
     }
@@ -545,13 +530,8 @@ fn a_body_past_the_counter_draws_a_new_prefix() {
 #[test]
 fn kept_keys_are_never_used_for_another_key() {
     let ring = ring();
-    let digest = FieldDigest::new(Flow::Request, "$.a", b"");
-    let field = Field {
-        path: "$.a",
-        context: b"",
-        digest: &digest,
-        bound: Bound::from_parts(&[], &[], &[]),
-    };
+    let digest = digest_a();
+    let field = field_a(&digest);
     let nonce = [7u8; NONCE_LEN];
     let sealed = |key: &str| {
         let mut out = Vec::new();
@@ -572,5 +552,20 @@ fn kept_keys_are_never_used_for_another_key() {
         let mut out = Vec::new();
         open_into(&ring, &field, env.as_bytes(), &mut reader, &mut out).unwrap();
         assert_eq!(out, b"42");
+    }
+}
+
+/// `D` of `$.a` in a request, no context.
+fn digest_a() -> FieldDigest {
+    FieldDigest::new(Flow::Request, "$.a", b"")
+}
+
+/// `$.a` in a request, no context, outside every record.
+fn field_a(digest: &FieldDigest) -> Field<'_> {
+    Field {
+        path: "$.a",
+        context: b"",
+        digest,
+        bound: Bound::NONE,
     }
 }

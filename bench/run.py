@@ -202,6 +202,54 @@ def run_wrk(port, path, body_file, seconds, connections, cpus):
     raise RuntimeError(f"wrk gave no result (rc={out.returncode}): {out.stderr.strip()[:500]}")
 
 
+# ---- CPU accounting --------------------------------------------------------------
+
+CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def process_cpu_seconds(pid):
+    """User + system CPU time of process `pid`, all its threads, in seconds.
+
+    The kernel leaves out time the hypervisor stole from the guest (steal
+    time), so CPU per request stays put on a shared VM where req/s swings.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def steal_seconds(cpu):
+    """Time the hypervisor ran something else while CPU `cpu` wanted to run."""
+    if cpu is None:
+        return None
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                parts = line.split()
+                if parts and parts[0] == f"cpu{cpu}":
+                    return int(parts[8]) / CLK_TCK
+    except (OSError, IndexError, ValueError):
+        pass
+    return None
+
+
+def measured_run(e, cfg, seconds, conns, cpus):
+    """One wrk run at Envoy `e`, with the proxy's CPU per request and the
+    share of its core the hypervisor stole meanwhile."""
+    pid, core = e.pid(), cpus["proxy"]
+    cpu0, steal0, t0 = process_cpu_seconds(pid), steal_seconds(core), time.monotonic()
+    r = run_wrk(e.port, cfg.path, e.body_file, seconds, conns, cpus["load"])
+    cpu1, steal1, wall = process_cpu_seconds(pid), steal_seconds(core), time.monotonic() - t0
+    r["proxy_cpu_us"] = ((cpu1 - cpu0) * 1e6 / r["requests"]
+                         if cpu0 is not None and cpu1 is not None and r["requests"] else None)
+    r["steal_pct"] = (100.0 * (steal1 - steal0) / wall
+                      if steal0 is not None and steal1 is not None and wall > 0 else None)
+    return r
+
+
 def count_host_calls(e, cfg, ctx, n=20):
     """Average proxy-wasm host calls and VM callbacks per request, from a trace-level Envoy."""
     import re
@@ -431,10 +479,12 @@ def main():
             order = measured[rep % len(measured):] + measured[:rep % len(measured)]
             for pname, conns in profiles:
                 for cfg, e in order:
-                    r = run_wrk(e.port, cfg.path, e.body_file, seconds, conns, cpus["load"])
+                    r = measured_run(e, cfg, seconds, conns, cpus)
                     results[cfg.key][pname].append(r)
+                    cpu = "" if r["proxy_cpu_us"] is None else f"  proxy CPU {r['proxy_cpu_us']:6.1f} us/req"
+                    steal = "" if r["steal_pct"] is None else f"  steal {r['steal_pct']:4.1f}%"
                     print(f"rep {rep + 1}/{reps} {pname:6s} {cfg.key}: {r['rps']:9.0f} req/s  "
-                          f"p50 {r['p50_us']:6d} us  p99 {r['p99_us']:6d} us"
+                          f"p50 {r['p50_us']:6d} us  p99 {r['p99_us']:6d} us{cpu}{steal}"
                           + (f"  ERRORS {r['errors']}" if r["errors"] else ""), flush=True)
             upstream_direct.append(run_wrk(up_plain, C.ORDERS_PATH, up_body, seconds, args.connections,
                                            cpus["load"]))

@@ -587,7 +587,12 @@ impl Exchange {
     /// Defence in depth: an exchange that went over a plaintext upstream
     /// connection no exemption covers means the upstream guard is missing
     /// or bypassed. Reads as little as the answer needs: one property on a
-    /// TLS upstream.
+    /// TLS upstream. When a record is being built, its cluster and response
+    /// details are read anyway and settle most plaintext exchanges (an
+    /// exempt cluster such as a pod-local hop, a reply that never went
+    /// upstream), so the connection is asked about only for an alarm;
+    /// without a record the connection is asked first, as it settles the
+    /// exchanges that never reached an upstream in one read.
     fn watch_upstream(
         &mut self,
         props: &mut impl PropertySource,
@@ -599,11 +604,8 @@ impl Exchange {
         {
             return Ok(None);
         }
-        if self
-            .props
-            .raw(props, Property::UpstreamLocalAddress)?
-            .is_none_or(<[u8]>::is_empty)
-        {
+        let facts_are_read_anyway = self.record.is_some();
+        if !facts_are_read_anyway && !self.upstream_connected(props)? {
             // No upstream connection: nothing went upstream in clear.
             return Ok(None);
         }
@@ -615,13 +617,26 @@ impl Exchange {
             .props
             .string(props, Property::ClusterName)?
             .map(ClusterName::new);
-        Ok(self.guard.policy().plaintext_upstream_seen(
+        let alarm = self.guard.policy().plaintext_upstream_seen(
             cluster.as_ref(),
             true,
             None,
             details.as_deref(),
             "log",
-        ))
+        );
+        match alarm {
+            // Read once per stream: the cache answers a second ask.
+            Some(event) if self.upstream_connected(props)? => Ok(Some(event)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Whether the stream had an upstream connection at all.
+    fn upstream_connected(&mut self, props: &mut impl PropertySource) -> Result<bool, HostFault> {
+        Ok(self
+            .props
+            .raw(props, Property::UpstreamLocalAddress)?
+            .is_some_and(|a| !a.is_empty()))
     }
 
     /// Response-side facts of the access record, complete only at log

@@ -1012,6 +1012,47 @@ fn a_plaintext_upstream_no_exemption_covers_is_reported_once_at_log() {
 }
 
 #[test]
+fn with_a_record_the_watch_asks_for_the_upstream_connection_only_to_raise_an_alarm() {
+    // The record reads cluster and details anyway; they settle an exempt
+    // cluster (a pod-local hop) and a reply that never went upstream.
+    let exempt = guard(with(
+        base(),
+        "transport.upstream",
+        json!({"clusters": {"inbound": {"exempt": {"reason": "pod-local hop"}}}}),
+    ));
+    assert!(exempt.policy().logging.access_records.covers(true));
+    let mut p = Props::default().plaintext_upstream("inbound");
+    let fx = logged(&exempt, "/orders/1", &mut p);
+    assert!(fx.events.is_empty());
+    assert!(fx.record.is_some());
+    assert_eq!(p.reads_of(Property::UpstreamLocalAddress), 0);
+
+    let mut p = Props::default()
+        .with(Property::UpstreamLocalAddress, "127.0.0.1:1")
+        .with(Property::ResponseCodeDetails, "route_disabled");
+    assert!(logged(&exempt, "/orders/1", &mut p).events.is_empty());
+    assert_eq!(p.reads_of(Property::UpstreamLocalAddress), 0);
+
+    // An alarm still needs the connection, read once.
+    let mut p = Props::default().plaintext_upstream("bypass");
+    let fx = logged(&exempt, "/orders/1", &mut p);
+    assert_eq!(event_kinds(&fx), [EventKind::PlaintextUpstreamObserved]);
+    assert_eq!(p.reads_of(Property::UpstreamLocalAddress), 1);
+    // No connection at all (the details claim otherwise): no alarm.
+    let mut p = Props::default()
+        .with(Property::ResponseCodeDetails, "via_upstream")
+        .with(Property::ClusterName, "bypass");
+    assert!(logged(&exempt, "/orders/1", &mut p).events.is_empty());
+
+    // Without a record the connection is asked first, and settles a
+    // stream that had none in one read after the TLS version.
+    let quiet = guard(with(base(), "logging.access_records", json!("off")));
+    let mut p = Props::default();
+    assert!(logged(&quiet, "/orders/1", &mut p).events.is_empty());
+    assert_eq!(p.total_reads(), 2);
+}
+
+#[test]
 fn unprotected_requests_are_watched_on_a_sample_protected_ones_always() {
     let g = guard(base());
     let mut reported = 0;

@@ -211,7 +211,8 @@ def process_cpu_seconds(pid):
     """User + system CPU time of process `pid`, all its threads, in seconds.
 
     The kernel leaves out time the hypervisor stole from the guest (steal
-    time), so CPU per request stays put on a shared VM where req/s swings.
+    time), so CPU per request is steadier than req/s on a shared VM. Not
+    immune: a busy neighbour also slows each instruction, which counts.
     """
     try:
         with open(f"/proc/{pid}/stat") as f:

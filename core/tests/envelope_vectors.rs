@@ -24,6 +24,7 @@ const FILE: &str = concat!(
 const KEYRING: &str = "k1=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8 \
                        k2=ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8 primary=k1";
 
+#[derive(Clone)]
 struct Spec {
     name: &'static str,
     key_id: &'static str,
@@ -43,38 +44,31 @@ struct Spec {
 }
 
 fn specs() -> Vec<Spec> {
+    let first = Spec {
+        name: "random mode, request, no context",
+        key_id: "k1",
+        direction: Direction::Request,
+        path: "$.payload.BuyerEmail",
+        context: "",
+        bound: &[],
+        mode: Mode::Random,
+        blind_index: false,
+        nonce: *b"\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x00",
+        plaintext: r#""buyer@example.com""#,
+        rule: json!({"selectors": ["$.payload.BuyerEmail"]}),
+        template: r#"{"payload":{"AmazonOrderId":"902-3159896-1390916","BuyerEmail":"@"}}"#,
+    };
+    // The same value at the same place, as the next field of the body of
+    // the first vector: same RFC 8452 nonce (the prefix), counter 1 in the
+    // authenticated data, an unrelated envelope.
+    let second_field = Spec {
+        name: "random mode, request, second field of a body (counter 1)",
+        nonce: *b"\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x01",
+        ..first.clone()
+    };
     vec![
-        Spec {
-            name: "random mode, request, no context",
-            key_id: "k1",
-            direction: Direction::Request,
-            path: "$.payload.BuyerEmail",
-            context: "",
-            bound: &[],
-            mode: Mode::Random,
-            blind_index: false,
-            nonce: *b"\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x00",
-            plaintext: r#""buyer@example.com""#,
-            rule: json!({"selectors": ["$.payload.BuyerEmail"]}),
-            template: r#"{"payload":{"AmazonOrderId":"902-3159896-1390916","BuyerEmail":"@"}}"#,
-        },
-        Spec {
-            // The same value at the same place, as the next field of the
-            // body of the first vector: same RFC 8452 nonce (the prefix),
-            // counter 1 in the authenticated data, an unrelated envelope.
-            name: "random mode, request, second field of a body (counter 1)",
-            key_id: "k1",
-            direction: Direction::Request,
-            path: "$.payload.BuyerEmail",
-            context: "",
-            bound: &[],
-            mode: Mode::Random,
-            blind_index: false,
-            nonce: *b"\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x01",
-            plaintext: r#""buyer@example.com""#,
-            rule: json!({"selectors": ["$.payload.BuyerEmail"]}),
-            template: r#"{"payload":{"AmazonOrderId":"902-3159896-1390916","BuyerEmail":"@"}}"#,
-        },
+        first,
+        second_field,
         Spec {
             name: "random mode, response, context, number value",
             key_id: "k1",

@@ -193,12 +193,18 @@ fn aad(out: &mut Vec<u8>, key_id: &str, field: &Field<'_>) {
     }
 }
 
+/// Ends the authenticated data with the nonce's field counter: the byte
+/// the RFC 8452 nonce leaves out ([`aead_nonce`]) is authenticated here.
+fn authenticate_counter(aad: &mut Vec<u8>, nonce: &[u8; NONCE_LEN]) {
+    aad.extend_from_slice(&nonce[NONCE_PREFIX_LEN..]);
+}
+
 /// The authenticated data of a field sealed under `nonce`, as bytes (test
 /// vectors, other implementations).
 pub fn aad_bytes(key_id: &str, field: &Field<'_>, nonce: &[u8; NONCE_LEN]) -> Vec<u8> {
     let mut out = Vec::new();
     aad(&mut out, key_id, field);
-    out.extend_from_slice(&nonce[NONCE_PREFIX_LEN..]);
+    authenticate_counter(&mut out, nonce);
     out
 }
 
@@ -350,7 +356,7 @@ fn seal_inner(
             nonce
         }
     };
-    scratch.aad.extend_from_slice(&nonce[NONCE_PREFIX_LEN..]);
+    authenticate_counter(&mut scratch.aad, &nonce);
     let plaintext: &[u8] = if opts.mode == Mode::Deterministic {
         &scratch.canon
     } else {
@@ -449,7 +455,7 @@ pub fn open_into(
         return Err(EnvelopeError::Malformed);
     };
     aad(&mut scratch.aad, id, field);
-    scratch.aad.extend_from_slice(&nonce[NONCE_PREFIX_LEN..]);
+    authenticate_counter(&mut scratch.aad, nonce);
     message_keys(&mut scratch.kept, key, nonce)
         .open_in_place(&scratch.aad, body, tag)
         .map_err(|_| EnvelopeError::Tampered)?;

@@ -140,6 +140,14 @@ impl Aes256GcmSiv {
     }
 }
 
+/// RFC 8452 §6: plaintext and authenticated data of at most 2^36 bytes.
+fn within_limits(aad: &[u8], buf: &[u8]) -> Result<(), AeadError> {
+    if buf.len() as u64 > MAX_LEN || aad.len() as u64 > MAX_LEN {
+        return Err(AeadError);
+    }
+    Ok(())
+}
+
 /// The per-nonce subkeys of one nonce (RFC 8452 §4), bound to it: every
 /// message sealed or opened through them uses that nonce. Sealing several
 /// messages under one nonce is what GCM-SIV is built to survive (RFC 8452
@@ -188,9 +196,7 @@ impl MessageKeys {
 
     /// Encrypts `buf` in place and returns the tag.
     pub fn seal_in_place(&self, aad: &[u8], buf: &mut [u8]) -> Result<[u8; TAG_LEN], AeadError> {
-        if buf.len() as u64 > MAX_LEN || aad.len() as u64 > MAX_LEN {
-            return Err(AeadError);
-        }
+        within_limits(aad, buf)?;
         let tag = self.tag(aad, buf);
         self.apply_keystream(&tag, buf);
         Ok(tag)
@@ -204,9 +210,7 @@ impl MessageKeys {
         buf: &mut [u8],
         tag: &[u8; TAG_LEN],
     ) -> Result<(), AeadError> {
-        if buf.len() as u64 > MAX_LEN || aad.len() as u64 > MAX_LEN {
-            return Err(AeadError);
-        }
+        within_limits(aad, buf)?;
         self.apply_keystream(tag, buf);
         let expected = self.tag(aad, buf);
         if bool::from(expected.ct_eq(tag)) {
